@@ -1,0 +1,240 @@
+"""Frames on a link: a fixed header followed by a payload.  Sans-IO: bytes in, frames out.
+
+Every frame starts with a 24-byte little-endian header::
+
+    offset  size  field
+    0       1     magic, always 0xCA
+    1       1     kind (DATA, CONTROL, HELLO, GOODBYE)
+    2       2     flags, must be zero (reserved)
+    4       4     tag, a signed 32-bit integer (user tags >= 0, library tags < 0,
+                  or the control code for CONTROL frames)
+    8       8     communicator id (unsigned 64 bits; 0 for link-level frames)
+    16      8     payload length in bytes
+
+:class:`FrameDecoder` mirrors asyncio's :class:`~asyncio.BufferedProtocol`: the caller asks
+for a buffer with :meth:`~FrameDecoder.get_buffer`, lets the socket fill it, and reports
+how many bytes arrived with :meth:`~FrameDecoder.buffer_updated`, which returns the frames
+that are now complete.  Small frames are parsed out of one reusable staging buffer; a large
+payload is received straight into a single buffer allocated once, at its final size, so a
+large array crosses the link without an extra copy.  :meth:`~FrameDecoder.feed` wraps the
+same two calls for callers (and tests) that hold plain bytes.
+
+Every header is validated before anything is allocated for its payload: an unknown magic,
+kind or flag, or a length over ``max_payload``, raises
+:class:`~cicada_async.errors.RemoteProtocolError`.  The decoder never allocates more than
+``max_payload`` bytes for one frame, never loops without consuming input, and never raises
+anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple
+
+import numpy
+
+from ..errors import RemoteProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "HEADER",
+    "HEADER_SIZE",
+    "MAGIC",
+    "Control",
+    "Frame",
+    "FrameDecoder",
+    "Kind",
+    "encode_header",
+]
+
+MAGIC = 0xCA
+HEADER = struct.Struct("<BBHiQQ")
+HEADER_SIZE = HEADER.size  # 24
+DEFAULT_MAX_FRAME = 1 << 30  # 1 GiB
+TAG_MIN = -(1 << 31)
+TAG_MAX = (1 << 31) - 1
+
+# Payloads at or below this size are parsed from the staging buffer and copied out; larger
+# ones get a buffer of their own that the socket fills directly.
+LARGE_PAYLOAD = 64 * 1024
+STAGING_SIZE = 256 * 1024
+
+
+class Kind(enum.IntEnum):
+    """What a frame carries."""
+
+    DATA = 1
+    """A value for the communicator's mailbox, matched by (source, tag)."""
+    CONTROL = 2
+    """Out-of-band message for a communicator (revoke, shrink agreement, free); the tag
+    field holds the control code.  Handled by the reader as it arrives."""
+    HELLO = 3
+    """Connection set-up (handshake) messages; only valid before the link is established."""
+    GOODBYE = 4
+    """The sender closes the link cleanly: it sends nothing more on it."""
+
+
+_KINDS = frozenset(int(kind) for kind in Kind)
+
+
+class Control(enum.IntEnum):
+    """The tag of a CONTROL frame: what the message tells the communicator it names."""
+
+    REVOKE = 1
+    """The sender revoked the communicator; a marker behind everything it sent before."""
+    FREED = 2
+    """The sender freed the communicator; it sends nothing more on it."""
+    AGREEMENT = 3
+    """A message of the shrink agreement (see :mod:`cicada_async._core.agreement`)."""
+    EXCLUDED = 4
+    """The other survivors agreed on a communicator without the receiver."""
+
+
+class Frame(NamedTuple):
+    """One decoded frame.  ``payload`` is bytes-like (``bytes`` or a ``memoryview``)."""
+
+    kind: int
+    tag: int
+    comm: int
+    payload: bytes | memoryview
+
+
+def encode_header(kind: int, tag: int, comm: int, length: int) -> bytes:
+    """Return the 24-byte header of a frame."""
+    return HEADER.pack(MAGIC, kind, 0, tag, comm, length)
+
+
+class FrameDecoder:
+    """Incremental frame decoder with the shape of asyncio's ``BufferedProtocol``.
+
+    Parameters
+    ----------
+    max_payload:
+        Largest payload accepted, in bytes.  A header announcing more raises
+        :class:`~cicada_async.errors.RemoteProtocolError` before anything is allocated.
+        May be changed between calls (e.g. kept small until a handshake completes).
+    """
+
+    __slots__ = (
+        "_buf",
+        "_end",
+        "_large",
+        "_large_filled",
+        "_large_header",
+        "_large_view",
+        "_start",
+        "_view",
+        "max_payload",
+    )
+
+    def __init__(self, *, max_payload: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_payload = max_payload
+        self._buf = bytearray(STAGING_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0  # first byte not yet parsed
+        self._end = 0  # end of the bytes received into the staging buffer
+        self._large: numpy.ndarray | None = None
+        self._large_view: memoryview | None = None
+        self._large_filled = 0
+        self._large_header: tuple[int, int, int] | None = None
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when no partial frame is buffered (a clean place for the stream to end)."""
+        return self._large is None and self._start == self._end
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the frame in progress (payload allocation included)."""
+        if self._large is not None:
+            return len(self._large)
+        return self._end - self._start
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Return a non-empty writable buffer for the next incoming bytes."""
+        if self._large_view is not None:
+            return self._large_view[self._large_filled :]
+        if len(self._buf) - self._end < LARGE_PAYLOAD and self._start > 0:
+            # Move the partial frame to the front; a small frame always fits after this.
+            pending = self._end - self._start
+            self._buf[:pending] = self._view[self._start : self._end]
+            self._start = 0
+            self._end = pending
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> list[Frame]:
+        """Account for ``nbytes`` written into the last buffer; return completed frames."""
+        if self._large is not None:
+            self._large_filled += nbytes
+            if self._large_filled < len(self._large):
+                return []
+            frame = self._finish_large()
+            return [frame, *self._parse()] if self._end > self._start else [frame]
+        self._end += nbytes
+        return self._parse()
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """Decode ``data`` (any length, including zero); return the completed frames."""
+        frames: list[Frame] = []
+        data = memoryview(data).cast("B")
+        position = 0
+        while position < len(data):
+            buffer = self.get_buffer()
+            count = min(len(buffer), len(data) - position)
+            buffer[:count] = data[position : position + count]
+            position += count
+            frames.extend(self.buffer_updated(count))
+        return frames
+
+    def _finish_large(self) -> Frame:
+        assert self._large_header is not None and self._large_view is not None
+        kind, tag, comm = self._large_header
+        frame = Frame(kind, tag, comm, self._large_view)
+        self._large = None
+        self._large_view = None
+        self._large_header = None
+        self._large_filled = 0
+        return frame
+
+    def _parse(self) -> list[Frame]:
+        frames: list[Frame] = []
+        buf = self._buf
+        while True:
+            available = self._end - self._start
+            if available < HEADER_SIZE:
+                break
+            magic, kind, flags, tag, comm, length = HEADER.unpack_from(buf, self._start)
+            if magic != MAGIC:
+                raise RemoteProtocolError(f"bad frame magic 0x{magic:02x} (not a cicada_async peer?)")
+            if kind not in _KINDS:
+                raise RemoteProtocolError(f"unknown frame kind {kind}")
+            if flags:
+                raise RemoteProtocolError(f"unknown frame flags 0x{flags:04x}")
+            if length > self.max_payload:
+                raise RemoteProtocolError(
+                    f"frame of {length} bytes exceeds the limit of {self.max_payload} bytes"
+                )
+            body = self._start + HEADER_SIZE
+            if length > LARGE_PAYLOAD:
+                # One allocation at the final size; the socket writes the rest straight in.
+                payload = numpy.empty(length, dtype=numpy.uint8)
+                view = memoryview(payload)
+                have = min(available - HEADER_SIZE, length)
+                view[:have] = self._view[body : body + have]
+                self._start = body + have
+                if have == length:
+                    frames.append(Frame(kind, tag, comm, view))
+                    continue
+                self._large = payload
+                self._large_view = view
+                self._large_filled = have
+                self._large_header = (kind, tag, comm)
+                break
+            if available - HEADER_SIZE < length:
+                break
+            frames.append(Frame(kind, tag, comm, bytes(self._view[body : body + length])))
+            self._start = body + length
+        if self._start == self._end:
+            self._start = self._end = 0
+        return frames

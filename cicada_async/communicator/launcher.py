@@ -1,0 +1,386 @@
+"""Run a program as several local player processes: ``AsyncSocketCommunicator.run``.
+
+The parent never runs an event loop, so ``run`` is a plain blocking call that works from
+scripts, from a Jupyter cell (whose thread already runs a loop) and from inside a coroutine.
+Players are forked by default on POSIX, as in Cicada, so a function defined in a notebook or
+in a script without a ``__main__`` guard works; ``start_method="spawn"`` or
+``"forkserver"`` are available (then ``fn`` must be importable).  Each player builds a fresh
+event loop (uvloop when installed, unless ``CICADA_ASYNC_LOOP=asyncio``).
+
+Start-up: every player opens its listening socket and reports its address through a pipe;
+the parent hands the full list back and the players link up (:func:`~.connect.direct`).
+If a player dies before the world is complete, the parent tells the others at once, so
+``run`` never waits on a dead player.  After start-up the pipe carries only the result.
+
+The pipe between parent and child is the only place pickle is used: it carries the
+player's own result back to the parent that started it, never bytes from a peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import shutil
+import signal
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._transport import Limits
+from ..errors import CommunicatorError, Timeout
+from .connect import Timer, direct, listen
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Failed", "Terminated", "loop_factory", "run"]
+
+
+class Failed:
+    """The result of a player whose function raised: the exception and its traceback text."""
+
+    __slots__ = ("exception", "traceback")
+
+    def __init__(self, exception: BaseException, traceback: str) -> None:
+        self.exception = exception
+        self.traceback = traceback
+
+    def __repr__(self) -> str:
+        return f"Failed(exception={self.exception!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Failed, (self.exception, self.traceback))
+
+
+class Terminated:
+    """The result of a player whose process ended without reporting (e.g. killed by a signal).
+
+    ``exitcode`` is the process exit code; ``-N`` means it was killed by signal ``N``.
+    """
+
+    __slots__ = ("exitcode",)
+
+    def __init__(self, exitcode: int | None) -> None:
+        self.exitcode = exitcode
+
+    def __repr__(self) -> str:
+        return f"Terminated(exitcode={self.exitcode!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Terminated) and other.exitcode == self.exitcode
+
+    def __hash__(self) -> int:
+        return hash(("Terminated", self.exitcode))
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop factory for a new player: uvloop when installed, else asyncio's.
+
+    Set ``CICADA_ASYNC_LOOP=asyncio`` to force asyncio's loop, ``uvloop`` to require uvloop.
+    """
+    choice = os.environ.get("CICADA_ASYNC_LOOP", "").strip().lower()
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def _reset_after_fork() -> None:
+    """Forget the parent's event loop state in a freshly forked child."""
+    asyncio.events._set_running_loop(None)
+    with contextlib.suppress(Exception):
+        asyncio.set_event_loop(None)
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)  # the parent loop's self-pipe is not ours to write to
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+async def _pipe_message(conn: multiprocessing.connection.Connection, deadline: float) -> Any:
+    """Wait (without blocking the loop) for the next message from the parent."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = conn.fileno()
+
+    def on_readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, on_readable)
+    try:
+        async with asyncio.timeout_at(deadline):
+            await ready
+    finally:
+        loop.remove_reader(fd)
+    try:
+        return conn.recv()
+    except EOFError:
+        return ("abort", "the launcher went away")
+
+
+async def _watch_abort(conn: multiprocessing.connection.Connection, deadline: float, prefix: str) -> None:
+    message = await _pipe_message(conn, deadline)
+    if message[0] == "abort":
+        raise CommunicatorError(f"{prefix}: start-up aborted: {message[1]}")
+    raise CommunicatorError(f"{prefix}: unexpected message from the launcher: {message[0]!r}")
+
+
+async def _player(*, conn: multiprocessing.connection.Connection, rank: int, world_size: int,
+                  address: str, fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any],
+                  name: str, timeout: float, startup_timeout: float, identity: str | None,
+                  trusted: Sequence[str] | None, limits: Limits) -> Any:
+    from .socket import AsyncSocketCommunicator
+
+    prefix = f"Comm {name} player {rank}"
+    timer = Timer(startup_timeout)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timer.remaining
+    tls = None
+    if identity is not None or trusted is not None:
+        from ..tls import tls_config
+
+        tls = tls_config(identity=identity, trusted=trusted)
+    listener = await listen(address=address, rank=rank, name=name, tls=tls, limits=limits)
+    try:
+        conn.send(("address", listener.address))
+        try:
+            message = await _pipe_message(conn, deadline)
+        except TimeoutError:
+            raise Timeout(f"{prefix}: start-up timed-out after {startup_timeout:g}s waiting for "
+                          "the other players to start") from None
+        if message[0] == "abort":
+            raise CommunicatorError(f"{prefix}: start-up aborted: {message[1]}")
+        addresses = message[1]
+        setup = asyncio.ensure_future(direct(listener=listener, addresses=addresses, rank=rank, name=name,
+                                             timer=timer, tls=tls, limits=limits))
+        watch = asyncio.ensure_future(_watch_abort(conn, deadline + 1, prefix))
+        try:
+            await asyncio.wait([setup, watch], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not setup.done():
+                setup.cancel()
+            await asyncio.gather(setup, watch, return_exceptions=True)
+        if watch.done() and not watch.cancelled() and watch.exception() is not None and not (
+            setup.done() and not setup.cancelled() and setup.exception() is None
+        ):
+            raise watch.exception()  # type: ignore[misc]
+        endpoint = setup.result()
+    finally:
+        listener.close()
+    conn.send(("ready",))
+    communicator = AsyncSocketCommunicator(endpoint=endpoint, name=name, timeout=timeout)
+    try:
+        result = fn(communicator, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+    finally:
+        # Whatever fn did, what it sent reaches the others before this player says goodbye.
+        await endpoint.aclose(timeout)
+    return result
+
+
+def _player_main(*, conn: multiprocessing.connection.Connection, forked: bool, **options: Any) -> None:
+    """Entry point of a player process."""
+    if forked:
+        _reset_after_fork()
+    rank = options["rank"]
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            result = runner.run(_player(conn=conn, **options))
+        message: tuple[Any, ...] = ("result", result)
+    except Exception as exc:
+        message = ("failed", exc, traceback.format_exc())
+    try:
+        payload = pickle.dumps(message)
+    except Exception as exc:
+        text = f"player {rank} produced a result that cannot be pickled: {exc!r}"
+        if message[0] == "failed":
+            payload = pickle.dumps(("failed", CommunicatorError(f"{message[1]!r} (unpicklable: {exc})"),
+                                    message[2]))
+        else:
+            payload = pickle.dumps(("failed", TypeError(text), traceback.format_exc()))
+    with contextlib.suppress(OSError):
+        conn.send_bytes(payload)
+    conn.close()
+
+
+def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | None = None,
+        trusted: Sequence[str] | None = None, args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None, family: str = "tcp", name: str = "world",
+        timeout: float = 5, startup_timeout: float = 5, show_traceback: bool = False,
+        start_method: str | None = None, limits: Limits | None = None) -> list[Any]:
+    """Run ``await fn(communicator, *args, **kwargs)`` in ``world_size`` local player processes.
+
+    A plain blocking call.  Returns each player's result in rank order: the value ``fn``
+    returned, :class:`Failed` for a player that raised, or :class:`Terminated` for one whose
+    process died.  Failures are also logged, e.g.
+    ``Comm world player 3 failed: Terminated(exitcode=-9)``.
+
+    Parameters
+    ----------
+    world_size:
+        Number of players.
+    fn:
+        ``async def fn(communicator, *args, **kwargs)``; its return value must be picklable.
+    identities, trusted:
+        TLS: one identity file per player (key + certificate) and the trusted certificates.
+    family:
+        ``"tcp"`` (loopback) or ``"file"`` (Unix sockets in a temporary directory).
+    name:
+        Name of the world communicator.
+    timeout:
+        The communicator's receive deadline, also bounding the final flush when ``fn`` returns.
+    startup_timeout:
+        Deadline for connecting, counted from when each player's process is up.
+    show_traceback:
+        Log the traceback of every player that raised.
+    start_method:
+        ``"fork"`` (default on POSIX), ``"spawn"`` or ``"forkserver"``.
+    limits:
+        Memory bounds applied to every peer (see :class:`~cicada_async.communicator.connect.Limits`).
+    """
+    if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
+        raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
+    if not callable(fn):
+        raise ValueError(f"fn must be callable, got {fn!r}")
+    if family not in ("tcp", "file"):
+        raise ValueError(f"family must be 'tcp' or 'file', got {family!r}")
+    if identities is not None and len(identities) != world_size:
+        raise ValueError(f"identities must hold one file per player ({world_size}), got {len(identities)}")
+    if start_method is None:
+        start_method = "fork" if os.name == "posix" else "spawn"
+    context = multiprocessing.get_context(start_method)
+    kwargs = dict(kwargs or {})
+    limits = limits or Limits()
+    directory = tempfile.mkdtemp(prefix="cicada-") if family == "file" else None
+
+    parents: list[multiprocessing.connection.Connection] = []
+    processes: list[Any] = []
+    try:
+        for rank in range(world_size):
+            parent_end, child_end = context.Pipe(duplex=True)
+            address = f"file://{directory}/player-{rank}.sock" if directory else "tcp://127.0.0.1"
+            process = context.Process(
+                name=f"Comm {name} player {rank}",
+                target=_player_main,
+                kwargs=dict(conn=child_end, forked=start_method == "fork", rank=rank, world_size=world_size,
+                            address=address, fn=fn, args=tuple(args), kwargs=kwargs, name=name,
+                            timeout=timeout, startup_timeout=startup_timeout,
+                            identity=None if identities is None else identities[rank],
+                            trusted=None if trusted is None else list(trusted), limits=limits),
+                daemon=True,
+            )
+            process.start()
+            child_end.close()
+            parents.append(parent_end)
+            processes.append(process)
+        results = _supervise(processes, parents)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+        for conn in parents:
+            conn.close()
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    for rank, result in enumerate(results):
+        if isinstance(result, Failed):
+            log.error("Comm %s player %s failed: %r", name, rank, result.exception)
+        elif isinstance(result, Terminated):
+            log.error("Comm %s player %s failed: %r", name, rank, result)
+        else:
+            log.debug("Comm %s player %s result: %r", name, rank, result)
+    if show_traceback:
+        for rank, result in enumerate(results):
+            if isinstance(result, Failed):
+                log.error("Comm %s player %s traceback:\n%s", name, rank, result.traceback)
+    return results
+
+
+_UNSET = object()
+
+
+def _supervise(processes: list[Any], parents: list[multiprocessing.connection.Connection]) -> list[Any]:
+    """Drive start-up and collect results; return when every process has exited."""
+    world_size = len(processes)
+    addresses: list[str | None] = [None] * world_size
+    results: list[Any] = [_UNSET] * world_size
+    ready = [False] * world_size
+    open_pipes = {conn: rank for rank, conn in enumerate(parents)}
+    sentinels = {process.sentinel: rank for rank, process in enumerate(processes)}
+    exited = [False] * world_size
+    distributed = False
+    aborted = False
+
+    def abort(reason: str) -> None:
+        nonlocal aborted
+        if aborted or (distributed and all(ready)):
+            return
+        aborted = True
+        for rank, conn in enumerate(parents):
+            if conn in open_pipes and not ready[rank] and not exited[rank]:
+                with contextlib.suppress(OSError):
+                    conn.send(("abort", reason))
+
+    def receive(conn: multiprocessing.connection.Connection, rank: int) -> None:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            del open_pipes[conn]
+            return
+        except Exception as exc:  # a result that cannot be unpickled here
+            results[rank] = Failed(CommunicatorError(f"player {rank}'s result could not be read: {exc!r}"),
+                                   traceback.format_exc())
+            return
+        kind = message[0]
+        if kind == "address":
+            addresses[rank] = message[1]
+        elif kind == "ready":
+            ready[rank] = True
+        elif kind == "result":
+            results[rank] = message[1]
+        elif kind == "failed":
+            results[rank] = Failed(message[1], message[2])
+            if not ready[rank]:
+                abort(f"player {rank} failed to start ({message[1]!r})")
+
+    while open_pipes or not all(exited):
+        waitables: list[Any] = list(open_pipes)
+        waitables += [sentinel for sentinel, rank in sentinels.items() if not exited[rank]]
+        for item in multiprocessing.connection.wait(waitables):
+            if item in open_pipes:
+                receive(item, open_pipes[item])
+            elif item in sentinels:
+                rank = sentinels[item]
+                exited[rank] = True
+                conn = parents[rank]
+                while conn in open_pipes:  # read what it sent before it exited
+                    receive(conn, rank)
+                if not ready[rank]:
+                    abort(f"player {rank} exited before the world was complete "
+                          f"(exit code {processes[rank].exitcode})")
+        if not distributed and not aborted and all(address is not None for address in addresses):
+            distributed = True
+            for conn in parents:
+                if conn in open_pipes:
+                    with contextlib.suppress(OSError):
+                        conn.send(("addresses", list(addresses)))
+    for rank, process in enumerate(processes):
+        process.join()
+        if results[rank] is _UNSET:
+            results[rank] = Terminated(process.exitcode)
+    return results
