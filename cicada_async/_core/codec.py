@@ -239,7 +239,7 @@ def _encode_array(w: _Writer, array: numpy.ndarray) -> None:
     for extent in array.shape:
         out += _U64.pack(extent)
     out += bytes(padding)
-    view = memoryview(array).cast("B") if array.ndim else memoryview(array.reshape(1)).cast("B")
+    view = memoryview(array.reshape(-1).view(numpy.uint8))
     if view.nbytes >= ZERO_COPY:
         w.borrow(view)
     else:
