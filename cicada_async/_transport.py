@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 import ssl
 from collections.abc import Callable
@@ -208,8 +209,8 @@ class Link(asyncio.BufferedProtocol):
     @property
     def writable(self) -> bool:
         """True while frames written to this link can reach the peer."""
-        return not (self.closed or self.said_goodbye or self.peer_done or self.transport is None
-                    or self.transport.is_closing())
+        return not (self.closed or self.said_goodbye or self.peer_done or self.ignoring
+                    or self.transport is None or self.transport.is_closing())
 
     def write(self, header: bytes, parts: list[bytes | memoryview], nbytes: int) -> bool:
         """Queue one frame (header + payload parts).  Returns False if it was dropped.
@@ -302,13 +303,24 @@ class Link(asyncio.BufferedProtocol):
         if self.transport is not None and not self.closed and not self.transport.is_closing():
             self.transport.close()
 
-    def ignore(self, linger: float) -> None:
-        """Stop dispatching this peer's frames; keep the link open until it closes (or ``linger``)."""
+    def ignore(self) -> None:
+        """Stop dispatching (and sending) frames; keep reading until the peer closes.
+
+        Used for a peer left out by a shrink: the link stays open so the EXCLUDED notice
+        written just before is read by the peer before it sees the link close, even over TLS
+        (which cannot half-close).
+        """
         self.ignoring = True
+
+    def fileno(self) -> int:
+        """The socket's file descriptor, or -1."""
         if self.closed or self.transport is None:
-            return
-        if self._linger is None:
-            self._linger = asyncio.get_running_loop().call_later(linger, self.abort)
+            return -1
+        sock = self.transport.get_extra_info("socket")
+        try:
+            return sock.fileno() if sock is not None else -1
+        except (OSError, ValueError):
+            return -1
 
     def abort(self) -> None:
         """Close at once, discarding anything unsent."""
@@ -407,6 +419,35 @@ class Endpoint:
             self._refs[peer] -= 1
             if self._refs[peer] == 0:
                 self.links[peer].goodbye(self.linger)
+
+    def exclude(self, peer: int) -> None:
+        """Ignore ``peer`` from now on, on every communicator (a shrink left it out)."""
+        link = self.links[peer]
+        if link.ignoring:
+            return
+        link.ignore()
+        for comm in list(self._comms.values()):
+            comm._on_peer_excluded(peer)
+
+    async def settle(self, rounds: int = 20) -> None:
+        """Let the loop read input that has already arrived on the links, before acting on a
+        timeout.  Returns once no link has unread input (or after ``rounds`` turns)."""
+        poller = select.poll()
+        registered = False
+        for link in self.links.values():
+            fd = link.fileno()
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
+                registered = True
+        if not registered:
+            return
+        for _ in range(rounds):
+            try:
+                if not poller.poll(0):
+                    return
+            except OSError:
+                return
+            await asyncio.sleep(0)
 
     def communicators(self) -> list[AsyncSocketCommunicator]:
         """The communicators currently using these links."""

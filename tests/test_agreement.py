@@ -6,11 +6,10 @@ import random
 import time
 
 import pytest
+from agreement_sim import Network
 
 from cicada_async._core.agreement import Agreement, Decide, Exclude, ExcludedSelf, Send, parse_message
 from cicada_async.errors import RemoteProtocolError
-
-from agreement_sim import Network
 
 T = 1.0
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import numbers
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from .._core.agreement import parse_message
 from .._core.codec import Encoded, decode, encode
 from .._core.framing import HEADER, MAGIC, Control, Frame, Kind, encode_header
 from .._core.ids import child_id, world_id
@@ -22,6 +24,7 @@ from ..errors import (
     Revoked,
     Timeout,
 )
+from ._rounds import Rounds
 from .interface import Communicator, Tag, tagname
 
 log = logging.getLogger(__name__)
@@ -96,7 +99,10 @@ class AsyncSocketCommunicator(Communicator):
         self._freed = False
         self._revoked = False
         self._excluded: str | None = None
-        self._children = 0  # sequence number of shrink / split calls
+        self._splits = 0  # sequence number of split calls
+        self._left: set[int] = set()  # members that freed this communicator
+        self._descendants: list[weakref.ref[AsyncSocketCommunicator]] = []
+        self._rounds = Rounds(self)
         self._sent: dict[tuple[int, int], list[int]] = {}
         self._received: dict[tuple[int, int], list[int]] = {}
         self._dropped = 0
@@ -352,7 +358,10 @@ class AsyncSocketCommunicator(Communicator):
 
     # -- frames from the links -------------------------------------------------------
     def _on_frame(self, peer: int, frame: Frame) -> None:
-        src = self._rank_of[peer]
+        src = self._rank_of.get(peer)
+        if src is None:
+            raise RemoteProtocolError(
+                f"{self._prefix()}: world player {peer} sent a frame for a communicator it is not in")
         if frame.kind == _DATA:
             if self._freed or (self._mailbox._ended and self._mailbox.ended(src) is not None):
                 return  # nothing the peer sends after its marker belongs here
@@ -388,13 +397,11 @@ class AsyncSocketCommunicator(Communicator):
                 self._send_control_all(Control.REVOKE)  # forward, before waking anyone
             self._end_source(src, _Ended(Revoked, "the communicator was revoked"))
         elif code == Control.FREED:
+            self._left.add(src)
             self._end_source(src, _Ended(PeerFailed, "the player freed the communicator"))
+            self._rounds.on_dead(src)
         else:
-            self._on_agreement_control(src, code, value)
-
-    def _on_agreement_control(self, src: int, code: int, value: Any) -> None:
-        raise RemoteProtocolError(f"{self._prefix()}: player {src} sent unknown control code {code}",
-                                  rank=src)
+            self._rounds.on_control(src, code, value)
 
     def _end_source(self, src: int, ended: _Ended) -> None:
         for tag, waiter in self._mailbox.end(src, ended):
@@ -406,6 +413,74 @@ class AsyncSocketCommunicator(Communicator):
             return
         kind = RemoteProtocolError if isinstance(error, RemoteProtocolError) else PeerFailed
         self._end_source(src, _Ended(kind, describe_loss(error, goodbye)))
+        self._rounds.on_dead(src)
+
+    def _on_peer_excluded(self, peer: int) -> None:
+        """A shrink left ``peer`` out: its link is ignored from now on, for every communicator."""
+        src = self._rank_of.get(peer)
+        if src is None:
+            return
+        self._end_source(src, _Ended(PeerFailed, "was left out by a shrink (too slow or thought dead)"))
+        self._rounds.on_dead(src)
+
+    def _gone_ranks(self) -> set[int]:
+        """Members known gone for good: links closed or ignored, or the communicator freed."""
+        gone = set(self._left)
+        for rank, link in enumerate(self._links):
+            if link is not None and (link.closed or link.peer_done or link.ignoring):
+                gone.add(rank)
+        return gone
+
+    def _exclude_peer(self, rank: int, key: int) -> None:
+        """Tell ``rank`` it was left out of round ``key``; ignore its link from now on."""
+        link = self._links[rank]
+        if link is None or link.ignoring:
+            return
+        self._send_control(rank, Control.EXCLUDED, {"k": key})
+        self._endpoint.exclude(self._members[rank])
+
+    def _become_excluded(self, by: int) -> None:
+        """The others agreed without us: this communicator and its descendants are unusable."""
+        if self._excluded is None:
+            self._excluded = (f"player {by} agreed on a new communicator without this player "
+                              "(it was too slow to answer, or thought dead)")
+            log.warning("Comm %s player %s: excluded by player %s", self._name, self._rank, by)
+            for src, tag, waiter in self._mailbox.close():
+                waiter.set_exception(Excluded(
+                    f"{self._prefix()}: {self._excluded} (while receiving Tag {tagname(tag)} from "
+                    f"player {src})"))
+            for ref in self._descendants:
+                child = ref()
+                if child is not None and not child._freed:
+                    child._become_excluded(by)
+        link = self._links[by] if 0 <= by < self._world_size else None
+        if link is not None and not link.ignoring:
+            # It ignores us from now on: close our side, so the link goes away.
+            self._endpoint.exclude(self._members[by])
+            link.goodbye(self._endpoint.linger)
+
+    def _on_retired_frame(self, peer: int, frame: Frame) -> None:
+        """A control frame for this communicator after it was freed."""
+        src = self._rank_of.get(peer)
+        if src is None:
+            return
+        try:
+            value = decode(frame.payload)
+            if frame.tag == Control.AGREEMENT:
+                message = parse_message(value, size=self._world_size)
+                decided = self._rounds.decided(message["k"])
+                if decided is not None and message["t"] in ("propose", "request"):
+                    # Late questions about a round we returned from: answer from the record.
+                    reply = {"t": "decided", "k": message["k"], "dead": [], "m": list(decided)}
+                    self._send_control(src, Control.AGREEMENT, reply)
+            elif frame.tag == Control.EXCLUDED:
+                self._excluded = self._excluded or "excluded"
+                for ref in self._descendants:
+                    child = ref()
+                    if child is not None and not child._freed:
+                        child._become_excluded(src)
+        except RemoteProtocolError:
+            return
 
     # -- point to point --------------------------------------------------------------
     async def send(self, *, value: Any, dst: int, tag: int) -> None:
@@ -610,7 +685,7 @@ class AsyncSocketCommunicator(Communicator):
         this player dies half-way.  Afterwards sends raise ``Revoked``; a receive from P still
         gets what P sent before it learned of the revoke, then raises ``Revoked``.
         """
-        if self._freed or self._revoked:
+        if self._freed or self._revoked or self._excluded is not None:
             return
         self._revoked = True
         log.warning("Comm %s player %s revoked by player %s", self._name, self._rank, self._rank)
@@ -618,8 +693,61 @@ class AsyncSocketCommunicator(Communicator):
 
     async def shrink(self, *, name: str,
                      timeout: float | None = None) -> tuple[AsyncSocketCommunicator, list[int]]:
-        """Agree with the surviving members on a new communicator without the failed ones."""
-        raise NotImplementedError("shrink is not implemented yet")
+        """Agree with the surviving members on a new communicator without the failed ones.
+
+        Called by the survivors, usually after :meth:`revoke`; works on revoked and
+        unrevoked communicators alike.  Runs one agreement round over the links that still
+        work (a coordinator-based round with fail-over, see ``cicada_async._core.agreement``).
+
+        Guarantees:
+
+        * every player that returns gets the same ``oldranks`` (ascending old ranks; a
+          player's new rank is its position in the list);
+        * members whose link any member saw close before the round are left out; a member
+          that answers within ``timeout`` is kept (a receive ``Timeout`` alone excludes
+          nobody).  A member that dies *during* the round may still be listed; the next
+          operation on the new communicator then detects it;
+        * it returns within a bounded time even if members, the coordinator included, die
+          during the round;
+        * a member that did not answer in time (a hung or stopped process) is left out for
+          good: if it is in fact alive it gets ``Excluded`` from its own ``shrink`` or next
+          operation, never a communicator of its own.
+
+        A player answers the agreement from its link reader, so one that is still busy in
+        an operation when the others shrink is not mistaken for a dead one.  Long blocking
+        computations (which stop the event loop) must stay shorter than ``timeout``.
+
+        Parameters
+        ----------
+        name:
+            Name of the new communicator (for people; names may repeat).
+        timeout:
+            How long the round waits for a member to answer (default: :attr:`timeout`).
+
+        Returns
+        -------
+        (communicator, oldranks)
+            The new communicator (same links, fresh id, inherits ``timeout``) and the old
+            ranks of its members.
+
+        Raises
+        ------
+        Excluded
+            If the others agreed without this player.
+        NotRunning
+            If the communicator was freed.
+        """
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a string, got {name!r}")
+        if self._freed:
+            raise NotRunning(f"{self._prefix()}: the communicator was freed")
+        if self._excluded is not None:
+            raise Excluded(f"{self._prefix()}: {self._excluded}")
+        patience = self._timeout if timeout is None else self._check_timeout(timeout)
+        key = self._rounds.started
+        members = await self._rounds.shrink(patience)
+        child = self._child("shrink", key, "", list(members), name=name)
+        return child, list(members)
 
     async def split(self, *, name: str | None) -> AsyncSocketCommunicator | None:
         """Collective: players giving the same ``name`` form a new communicator.
@@ -630,19 +758,22 @@ class AsyncSocketCommunicator(Communicator):
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a string or None, got {name!r}")
         self._check_sendable()
-        sequence = self._children
-        self._children += 1
+        sequence = self._splits
+        self._splits += 1
         names = await self.allgather(name)
         if name is None:
             return None
         members = [rank for rank, other in enumerate(names) if other == name]
         return self._child("split", sequence, name, members)
 
-    def _child(self, operation: str, sequence: int, name: str, members: list[int]) -> AsyncSocketCommunicator:
+    def _child(self, operation: str, sequence: int, label: str, members: list[int], *,
+               name: str | None = None) -> AsyncSocketCommunicator:
         worlds = [self._members[rank] for rank in members]
-        comm_id = child_id(self.comm_id, operation, sequence, name, worlds)
-        return AsyncSocketCommunicator(endpoint=self._endpoint, name=name, timeout=self._timeout,
-                                       _members=worlds, _comm_id=comm_id)
+        comm_id = child_id(self.comm_id, operation, sequence, label, worlds)
+        child = AsyncSocketCommunicator(endpoint=self._endpoint, name=label if name is None else name,
+                                        timeout=self._timeout, _members=worlds, _comm_id=comm_id)
+        self._descendants.append(weakref.ref(child))
+        return child
 
     async def free(self) -> None:
         """Release the communicator.  Idempotent; never raises.
@@ -660,7 +791,8 @@ class AsyncSocketCommunicator(Communicator):
                 f"{self._prefix()}: the communicator was freed while receiving Tag {tagname(tag)} "
                 f"from player {src}"
             ))
-        self._endpoint.retire(self)
+        self._rounds.close()
+        self._endpoint.retire(self, self._on_retired_frame)
 
     # -- construction helpers --------------------------------------------------------
     @staticmethod

@@ -1,0 +1,261 @@
+"""Revoke, shrink and split in one event loop, with links cut, players killed and stalled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import numpy
+import pytest
+
+from cicada_async import Excluded, NotRunning, PeerFailed, Revoked, Timeout
+from cicada_async._core.codec import encode
+from cicada_async._core.framing import Kind, encode_header
+from cicada_async.testing import World
+
+
+async def shrink_all(world, ranks=None, name="fallback", timeout=None):
+    async def player(comm):
+        await comm.revoke()
+        new, oldranks = await comm.shrink(name=name, timeout=timeout)
+        return new, oldranks
+
+    return await world.run(player, ranks)
+
+
+@pytest.mark.both_loops
+async def test_shrink_after_a_kill_keeps_the_survivors():
+    async with World(4, timeout=2) as world:
+        world.kill(1)
+        start = time.monotonic()
+        results = await shrink_all(world)
+        assert time.monotonic() - start < 0.5
+        assert [oldranks for _, oldranks in results] == [[0, 2, 3]] * 3
+        comms = [new for new, _ in results]
+        assert [c.rank for c in comms] == [0, 1, 2] and {c.world_size for c in comms} == {3}
+        assert {c.name for c in comms} == {"fallback"}
+        assert len({c.comm_id for c in comms}) == 1 and comms[0].comm_id != world.comms[0].comm_id
+        assert comms[0].endpoint is world.comms[0].endpoint  # same links, no reconnect
+        assert comms[0].timeout == 2  # inherited
+        gathered = await asyncio.gather(*(c.allgather(c.rank * 10) for c in comms))
+        assert gathered == [[0, 10, 20]] * 3
+
+
+async def test_shrink_with_nobody_dead_and_not_revoked():
+    async with World(3) as world:
+        results = await world.run(lambda comm: comm.shrink(name="same"))
+        assert [oldranks for _, oldranks in results] == [[0, 1, 2]] * 3
+        comms = [new for new, _ in results]
+        assert await asyncio.gather(*(c.allgather(c.rank) for c in comms)) == [[0, 1, 2]] * 3
+        assert not world.comms[0].revoked
+
+
+async def test_coordinator_killed_before_the_round():
+    async with World(5) as world:
+        world.kill(0)
+        results = await shrink_all(world)
+        assert [oldranks for _, oldranks in results] == [[1, 2, 3, 4]] * 4
+
+
+async def test_repeated_shrinks_8_7_5_2():
+    async with World(8, timeout=2) as world:
+        comms = {rank: world.comms[rank] for rank in range(8)}
+        sizes = []
+        for victims in ([3], [0, 6], [1, 4, 7]):
+            for victim in victims:
+                world.kill(victim)
+                comms.pop(victim)
+
+            async def player(comm):
+                try:
+                    await comm.allgather(1)
+                except (PeerFailed, Revoked):
+                    pass
+                await comm.revoke()
+                new, oldranks = await comm.shrink(name="next")
+                await comm.free()
+                return new, oldranks
+
+            tasks = {world_rank: asyncio.ensure_future(player(comm)) for world_rank, comm in comms.items()}
+            results = {world_rank: await task for world_rank, task in tasks.items()}
+            oldranks = {tuple(r[1]) for r in results.values()}
+            assert len(oldranks) == 1
+            comms = {world_rank: new for world_rank, (new, _) in results.items()}
+            sizes.append(next(iter(comms.values())).world_size)
+            values = await asyncio.gather(*(c.allgather(world_rank) for world_rank, c in comms.items()))
+            assert values == [sorted(comms)] * len(comms)
+        assert sizes == [7, 5, 2]
+
+
+async def test_receive_timeout_alone_excludes_nobody():
+    async with World(3, timeout=0.2) as world:
+        async def player(comm):
+            try:
+                # Player 2 never sends: players 0 and 1 time out; 2 times out waiting on 1.
+                if comm.rank == 2:
+                    await comm.recv(src=1, tag=0)
+                else:
+                    await comm.recv(src=2, tag=0)
+            except Timeout:
+                pass
+            await comm.revoke()
+            return (await comm.shrink(name="all"))[1]
+
+        assert await world.run(player) == [[0, 1, 2]] * 3
+
+
+async def test_a_member_busy_elsewhere_is_answered_for_by_its_reader():
+    async with World(4, timeout=3) as world:
+        world.kill(3)
+
+        async def player(comm):
+            if comm.rank == 2:
+                # Busy in a receive that only fails at its deadline (player 1 never sends).
+                with pytest.raises((Revoked, Timeout)):
+                    with comm.override(timeout=1.0):
+                        await comm.recv(src=1, tag=5)
+            start = time.monotonic()
+            await comm.revoke()
+            _, oldranks = await comm.shrink(name="n", timeout=0.3)
+            return oldranks, time.monotonic() - start
+
+        results = await world.run(player, ranks=[0, 1, 2])
+        assert [r[0] for r in results] == [[0, 1, 2]] * 3  # 2 was slow to enter but included
+
+
+@pytest.mark.both_loops
+async def test_stalled_player_is_excluded_and_told_after_it_resumes():
+    async with World(4, timeout=0.3) as world:
+        gate = asyncio.Event()
+        world.stall(2)
+
+        async def player(comm):
+            if comm.rank == 2:
+                await gate.wait()  # "stopped": its own code does not run
+                # Input is handled in arrival order: the revoke marker, then EXCLUDED.
+                with pytest.raises((Revoked, Excluded)):
+                    await comm.recv(src=0, tag=0)
+                await comm.revoke()
+                with pytest.raises(Excluded):
+                    await comm.shrink(name="x")
+                with pytest.raises(Excluded):
+                    await comm.barrier()
+                return "excluded"
+            with pytest.raises((Timeout, Revoked)):
+                await comm.allgather(comm.rank)
+            await comm.revoke()
+            new, oldranks = await comm.shrink(name="without-2", timeout=0.3)
+            values = await new.allgather(comm.rank)
+            return oldranks, values
+
+        task = asyncio.ensure_future(world.run(player))
+        await asyncio.sleep(1.5)
+        world.resume(2)
+        gate.set()
+        results = await asyncio.wait_for(task, 10)
+        assert results[2] == "excluded"
+        assert [results[r] for r in (0, 1, 3)] == [([0, 1, 3], [0, 1, 3])] * 3
+        # The excluded player's frames do not reach the survivors any more.
+        assert world.link(0, 2).ignoring
+
+
+async def test_frames_of_an_excluded_player_do_not_disturb_the_new_communicator():
+    async with World(3, timeout=0.3) as world:
+        world.stall(2)
+
+        async def survivor(comm):
+            with pytest.raises((Timeout, Revoked)):
+                await comm.allgather(1)
+            await comm.revoke()
+            new, _ = await comm.shrink(name="two")
+            return new
+
+        new0, new1 = await world.run(survivor, ranks=[0, 1])
+        world.resume(2)
+        stale = world.comms[2]
+        # Before it has read EXCLUDED, the stale player keeps sending: on the old communicator,
+        # and even frames naming the survivors' new communicator.
+        payload = encode("intruder").tobytes()
+        for peer in (0, 1):
+            stale.endpoint.links[peer].write(encode_header(Kind.DATA, 0, new0.comm_id, len(payload)),
+                                             [payload], len(payload))
+        with contextlib.suppress(Revoked, Excluded):
+            await stale.send(value="stale", dst=0, tag=0)
+        await asyncio.sleep(0.1)
+        assert await asyncio.gather(new0.allgather("a"), new1.allgather("b")) == [["a", "b"]] * 2
+        assert new0.stats["total"]["received"]["messages"] == 1
+        # And it learns it was excluded.
+        with pytest.raises(Excluded):
+            await stale.shrink(name="x")
+
+
+async def test_shrink_survives_members_dying_during_the_round():
+    async with World(6, timeout=1) as world:
+        async def player(comm):
+            await comm.revoke()
+            if comm.rank == 0:
+                await asyncio.sleep(0.001)
+                world.kill(0)  # the coordinator dies just after starting the round
+                await asyncio.sleep(10)
+            if comm.rank == 4:
+                world.kill(4)
+                await asyncio.sleep(10)
+            new, oldranks = await comm.shrink(name="n")
+            try:
+                # Members that died during the round may be listed: the next operation tells.
+                await new.allgather(comm.rank)
+                return oldranks, oldranks
+            except PeerFailed:
+                await new.revoke()
+                newer, again = await new.shrink(name="again")
+                return oldranks, [oldranks[r] for r in again]
+
+        results = await world.run(player)
+        survivors = [r for r in results if r is not None]
+        assert len(survivors) == 4
+        assert len({tuple(first) for first, _ in survivors}) == 1  # agreement
+        assert all({1, 2, 3, 5} <= set(first) for first, _ in survivors)  # survivors kept
+        assert {tuple(final) for _, final in survivors} == {(1, 2, 3, 5)}
+
+
+async def test_free_after_shrink_and_late_questions_are_answered():
+    async with World(3) as world:
+        results = await shrink_all(world)
+        for comm in world.comms:
+            await comm.free()
+        news = [new for new, _ in results]
+        assert await asyncio.gather(*(c.allgather(c.rank) for c in news)) == [[0, 1, 2]] * 3
+        with pytest.raises(NotRunning):
+            await world.comms[0].shrink(name="again")
+
+
+async def test_split_after_shrink_and_split_opt_out():
+    async with World(4) as world:
+        world.kill(3)
+        results = await shrink_all(world)
+
+        async def player(new):
+            sub = await new.split(name=None if new.rank == 1 else "pair")
+            return None if sub is None else (sub.rank, await sub.allgather(new.rank))
+
+        assert await asyncio.gather(*(player(new) for new, _ in results)) == [(0, [0, 2]), None, (1, [0, 2])]
+
+
+async def test_revoke_from_two_players_at_once_and_racing_traffic():
+    async with World(4, timeout=2) as world:
+        async def player(comm):
+            if comm.rank in (0, 3):
+                await comm.revoke()
+            outcome = []
+            for i in range(20):
+                try:
+                    outcome.append(sum(await comm.allgather(numpy.full(100, i))).sum())
+                except Revoked:
+                    outcome.append("revoked")
+                    break
+            return outcome
+
+        results = await world.run(player)
+        assert all(r[-1] == "revoked" for r in results)
+        assert all(comm.revoked for comm in world.comms)
