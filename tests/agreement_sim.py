@@ -50,7 +50,8 @@ class Network:
         self.events: list = []
         self.counter = 0
         self.last_delivery: dict[tuple[int, int], float] = {}
-        self.nodes = [Node(rank, Agreement(me=rank, size=size, key=0, timeout=timeout)) for rank in range(size)]
+        self.nodes = [Node(rank, Agreement(me=rank, size=size, key=0, timeout=timeout))
+                      for rank in range(size)]
         self.known_dead_before_round: set[int] = set()
         self.round_started_at: float | None = None
         self.messages = 0
@@ -187,7 +188,8 @@ class Network:
                         return
                     node.send_budget -= 1
                 self.messages += 1
-                self.at(self.link_time(node.rank, action.dst), "deliver", action.dst, node.rank, action.message)
+                arrival = self.link_time(node.rank, action.dst)
+                self.at(arrival, "deliver", action.dst, node.rank, action.message)
             elif isinstance(action, Decide):
                 assert node.decided is None or node.decided == action.members
                 node.decided = action.members

@@ -117,7 +117,8 @@ def test_parse_message_rejects_garbage():
     assert parse_message(good, size=3)["m"] == [0, 2]
     for bad in [None, [], {"t": "x", "k": 0}, {"t": "propose", "k": -1}, {"t": "propose", "k": True},
                 {"t": "propose", "k": 0, "dead": [5]}, {"t": "propose", "k": 0, "dead": "x"},
-                {"t": "decided", "k": 0, "dead": [], "m": []}, {"t": "decided", "k": 0, "dead": [], "m": [2, 1]},
+                {"t": "decided", "k": 0, "dead": [], "m": []},
+                {"t": "decided", "k": 0, "dead": [], "m": [2, 1]},
                 {"t": "decided", "k": 0, "dead": [], "m": [0, 0]}]:
         with pytest.raises(RemoteProtocolError):
             parse_message(bad, size=3)

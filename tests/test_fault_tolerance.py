@@ -208,7 +208,7 @@ async def test_shrink_survives_members_dying_during_the_round():
                 return oldranks, oldranks
             except PeerFailed:
                 await new.revoke()
-                newer, again = await new.shrink(name="again")
+                _, again = await new.shrink(name="again")
                 return oldranks, [oldranks[r] for r in again]
 
         results = await world.run(player)
