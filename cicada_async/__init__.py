@@ -18,6 +18,7 @@ from .errors import (
     Timeout,
     TokenMismatch,
 )
+from .logger import Logger
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "CommunicatorError",
     "Excluded",
     "Failed",
+    "Logger",
     "NotRunning",
     "PeerFailed",
     "RemoteProtocolError",

@@ -1,0 +1,151 @@
+"""Coordinated logging: every player's record in rank order, as in Cicada."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import numbers
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .communicator.interface import Communicator, Tag
+
+__all__ = ["Logger"]
+
+
+class Logger:
+    """Wrap a :class:`logging.Logger` so that players write their records in rank order.
+
+    With ``sync`` (the default) every logging call is a collective: the players whose rank
+    is in ``src`` write their record one after the other, in rank order, then every member
+    returns together.  With ``sync=False`` a call writes locally (if this player is in
+    ``src``) without communicating, so it works on a revoked communicator and in error
+    handlers: set ``log.sync = False`` or use ``with log.override(sync=False):`` there.
+
+    Parameters
+    ----------
+    logger:
+        The Python logger that writes the records.
+    communicator:
+        The communicator whose members coordinate.
+    sync:
+        Whether calls are coordinated (a collective) or local.
+
+    Examples
+    --------
+    ::
+
+        log = Logger(logging.getLogger(), communicator)
+        await log.info(f"Player {communicator.rank} is ready.")   # every player, in rank order
+        await log.info("Total: 8.0", src=0)                         # player 0 only
+    """
+
+    def __init__(self, logger: logging.Logger, communicator: Communicator, sync: bool = True) -> None:
+        if not isinstance(communicator, Communicator):
+            raise ValueError(f"communicator must be a Communicator, got {communicator!r}")
+        self._logger = logger
+        self._communicator = communicator
+        self._sync = bool(sync)
+
+    def __repr__(self) -> str:
+        return f"<Logger {self._logger.name!r} on {self._communicator!r} sync={self._sync}>"
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The wrapped Python logger."""
+        return self._logger
+
+    @property
+    def communicator(self) -> Communicator:
+        """The communicator that coordinates the output."""
+        return self._communicator
+
+    @property
+    def sync(self) -> bool:
+        """Whether logging calls are coordinated; must be set alike on every member."""
+        return self._sync
+
+    @sync.setter
+    def sync(self, value: bool) -> None:
+        self._sync = bool(value)
+
+    @contextlib.contextmanager
+    def override(self, *, sync: bool | None = None) -> Iterator[dict[str, Any]]:
+        """Temporarily change ``sync`` inside a ``with`` block."""
+        original = {"sync": self._sync}
+        if sync is not None:
+            self._sync = bool(sync)
+        try:
+            yield original
+        finally:
+            self._sync = original["sync"]
+
+    async def debug(self, msg: object, *args: Any, src: int | Sequence[int] | None = None, **kwargs: Any) -> None:
+        """Log ``msg`` at DEBUG level (a collective when ``sync``)."""
+        await self.log(logging.DEBUG, msg, *args, src=src, **kwargs)
+
+    async def info(self, msg: object, *args: Any, src: int | Sequence[int] | None = None, **kwargs: Any) -> None:
+        """Log ``msg`` at INFO level (a collective when ``sync``)."""
+        await self.log(logging.INFO, msg, *args, src=src, **kwargs)
+
+    async def warning(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+                      **kwargs: Any) -> None:
+        """Log ``msg`` at WARNING level (a collective when ``sync``)."""
+        await self.log(logging.WARNING, msg, *args, src=src, **kwargs)
+
+    async def error(self, msg: object, *args: Any, src: int | Sequence[int] | None = None, **kwargs: Any) -> None:
+        """Log ``msg`` at ERROR level (a collective when ``sync``)."""
+        await self.log(logging.ERROR, msg, *args, src=src, **kwargs)
+
+    async def critical(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+                       **kwargs: Any) -> None:
+        """Log ``msg`` at CRITICAL level (a collective when ``sync``)."""
+        await self.log(logging.CRITICAL, msg, *args, src=src, **kwargs)
+
+    async def log(self, level: int, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+                  **kwargs: Any) -> None:
+        """Log ``msg`` at ``level``; only players in ``src`` (default: all) write.
+
+        With ``sync`` the writers go in rank order, each waiting for the previous one; the
+        last writer then releases everybody, so all members return together.  Raises what
+        the communicator raises (e.g. ``Revoked``) when ``sync`` is on.
+        """
+        comm = self._communicator
+        writers = self._writers(src)
+        kwargs.setdefault("stacklevel", 3)
+        if not self._sync:
+            if comm.rank in writers:
+                self._logger.log(level, msg, *args, **kwargs)
+            return
+        if not writers:
+            await comm.barrier()
+            return
+        rank = comm.rank
+        last = writers[-1]
+        if rank in writers:
+            position = writers.index(rank)
+            if position:
+                await comm.recv(src=writers[position - 1], tag=Tag.LOGSYNC)
+            self._logger.log(level, msg, *args, **kwargs)
+            if rank != last:
+                await comm.send(value=None, dst=writers[position + 1], tag=Tag.LOGSYNC)
+        if rank == last:
+            for other in comm.ranks:
+                if other != rank:
+                    await comm.send(value=None, dst=other, tag=Tag.LOGSYNC)
+        else:
+            await comm.recv(src=last, tag=Tag.LOGSYNC)
+
+    def _writers(self, src: int | Sequence[int] | None) -> list[int]:
+        comm = self._communicator
+        if src is None:
+            return list(comm.ranks)
+        if isinstance(src, numbers.Integral) and not isinstance(src, bool):
+            src = [int(src)]
+        try:
+            writers = sorted({int(rank) for rank in src})  # type: ignore[union-attr]
+        except TypeError:
+            raise ValueError(f"src must be a rank or a sequence of ranks, got {src!r}") from None
+        if any(not 0 <= rank < comm.world_size for rank in writers):
+            raise ValueError(f"src ranks must be in [0, {comm.world_size}), got {writers}")
+        return writers
