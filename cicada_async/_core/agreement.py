@@ -180,10 +180,13 @@ class Agreement:
         # Coordinator state.
         self.gathering = False
         self.heard: set[int] = set()
+        self.gather_started = 0.0
         self.gather_deadline: float | None = None
         # Participant state.
         self.proposed_to: int | None = None
         self.proposed_dead: frozenset[int] = frozenset()
+        self.wait_started = 0.0
+        self.wait_factor = 1.0
         self.wait_deadline: float | None = None
 
     def __repr__(self) -> str:
@@ -217,6 +220,15 @@ class Agreement:
         return None
 
     # -- inputs ----------------------------------------------------------------------
+    def set_timeout(self, timeout: float) -> None:
+        """Use ``timeout`` from now on, also for waits already under way (the application's
+        own ``shrink(timeout=...)`` arrives after its reader may have started the round)."""
+        self.timeout = timeout
+        if self.gathering:
+            self.gather_deadline = self.gather_started + timeout
+        if self.wait_deadline is not None:
+            self.wait_deadline = self.wait_started + self.wait_factor * timeout
+
     def enter(self, now: float) -> list[Action]:
         """The application calls shrink."""
         self.entered = True
@@ -250,7 +262,7 @@ class Agreement:
             # src is alive and gathering; with its dead set merged, it is our coordinator.
             if self.coordinator != src:  # pragma: no cover - excluded by invariant 2
                 return self._step(now) if grew else []
-            self.wait_deadline = now + 2 * self.timeout
+            self._wait(now, 2.0)
             if self.proposed_to == src and self.proposed_dead == self.dead:
                 return []  # our PROPOSE is already on its way: the coordinator counts it
             return [self._propose(src)]
@@ -307,6 +319,7 @@ class Agreement:
             if not self.gathering:
                 self.gathering = True
                 self.heard = {self.me}
+                self.gather_started = now
                 self.gather_deadline = now + self.timeout
                 actions: list[Action] = [
                     Send(rank, self._message(REQUEST)) for rank in self._alive() if rank != self.me
@@ -317,9 +330,14 @@ class Agreement:
             return []  # answer requests only; the application has not asked for a round yet
         if self.proposed_to != coordinator or self.proposed_dead != self.dead:
             if self.proposed_to != coordinator:
-                self.wait_deadline = now + self.timeout
+                self._wait(now, 1.0)
             return [self._propose(coordinator)]
         return []
+
+    def _wait(self, now: float, factor: float) -> None:
+        self.wait_started = now
+        self.wait_factor = factor
+        self.wait_deadline = now + factor * self.timeout
 
     def _maybe_decide(self) -> list[Action]:
         if all(rank in self.heard for rank in self._alive()):

@@ -89,7 +89,7 @@ class Rounds:
         key = self.started
         self.started += 1
         machine = self.round(key)
-        machine.timeout = timeout
+        machine.set_timeout(timeout)
         if machine.excluded_by is not None:
             raise self._excluded_error(machine.excluded_by)
         if machine.decided is None:
