@@ -252,6 +252,19 @@ def decode(payload: bytes | bytearray | memoryview) -> Any:
     Arrays are views on ``payload`` where alignment allows: read-only when ``payload`` is
     ``bytes``.  Raises :class:`~cicada_async.errors.RemoteProtocolError` on malformed input.
     """
+    size = len(payload)
+    if size == 9 and type(payload) is bytes:  # fast paths for the commonest small values
+        code = payload[0]
+        if code == _INT:
+            return _I64.unpack_from(payload, 1)[0]
+        if code == _FLOAT:
+            return _F64.unpack_from(payload, 1)[0]
+    elif size == 1 and type(payload) is bytes:
+        code = payload[0]
+        if code == _NONE:
+            return None
+        if code == _TRUE or code == _FALSE:
+            return code == _TRUE
     view = memoryview(payload)
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")

@@ -37,6 +37,7 @@ _EMPTY = encode(None)
 _HEADER_PACK = HEADER.pack
 _MAGIC = MAGIC
 _DATA = int(Kind.DATA)
+_SMALL_FRAME = 16 * 1024
 
 
 def _is_pending(future: asyncio.Future[Any]) -> bool:
@@ -45,6 +46,44 @@ def _is_pending(future: asyncio.Future[Any]) -> bool:
 
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
+
+
+_MISSING = object()
+
+
+class _Group:
+    """One future for several (src, tag) messages: one timer, one wake-up when all are in."""
+
+    __slots__ = ("future", "remaining", "values")
+
+    def __init__(self, future: asyncio.Future[None], values: list[Any], remaining: int) -> None:
+        self.future = future
+        self.values = values
+        self.remaining = remaining
+
+
+class _Slot:
+    """A mailbox waiter filling one entry of a :class:`_Group` (duck-typed like a future)."""
+
+    __slots__ = ("group", "index")
+
+    def __init__(self, group: _Group, index: int) -> None:
+        self.group = group
+        self.index = index
+
+    def done(self) -> bool:
+        return self.group.future.done()
+
+    def set_result(self, value: Any) -> None:
+        group = self.group
+        group.values[self.index] = value
+        group.remaining -= 1
+        if not group.remaining:
+            group.future.set_result(None)
+
+    def set_exception(self, error: BaseException) -> None:
+        if not self.group.future.done():
+            self.group.future.set_exception(error)
 
 
 class _Ended:
@@ -251,7 +290,24 @@ class AsyncSocketCommunicator(Communicator):
 
     def _post_many(self, destinations: Sequence[int], tag: int, encoded: Encoded) -> None:
         """Hand the same frame to several links, in one step (no await in between)."""
-        header = encode_header(Kind.DATA, tag, self.comm_id, encoded.nbytes)
+        header = _HEADER_PACK(_MAGIC, _DATA, 0, tag, self.comm_id, encoded.nbytes)
+        if len(encoded.parts) == 1 and encoded.nbytes <= _SMALL_FRAME:
+            frame = header + encoded.parts[0]  # built once, written to every link
+            links = self._links
+            for dst in destinations:
+                link = links[dst]
+                if link is None:
+                    self._deliver(dst, tag, decode(encoded.parts[0]), encoded.nbytes)
+                elif link.write_raw(frame):
+                    counter = self._sent.get((dst, tag))
+                    if counter is None:
+                        self._sent[(dst, tag)] = [1, encoded.nbytes]
+                    else:
+                        counter[0] += 1
+                        counter[1] += encoded.nbytes
+                else:
+                    self._dropped += 1
+            return
         for dst in destinations:
             self._post(dst, tag, encoded, header)
 
@@ -534,12 +590,28 @@ class AsyncSocketCommunicator(Communicator):
             src = self._require_rank(src, "src")
         if type(tag) is not int or tag < 0:
             tag = self._require_tag(tag)
-        found, value = self._mailbox.take(src, tag)
+        mailbox = self._mailbox
+        found, value = mailbox.take(src, tag)
         if found:
             return value
+        ended = mailbox.ended(src)
+        if ended is not None:
+            raise self._ended_error(ended, src, tag)
+        loop = self._loop
         timeout = self._timeout
-        future, timer = self._start_receive(src, tag, self._loop.time() + timeout, timeout)
-        return await self._finish_receive(src, tag, future, timer)
+        future = loop.create_future()
+        mailbox.wait(src, tag, future)
+        timer = loop.call_at(loop.time() + timeout, self._expire, future, src, tag, timeout)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Our caller was cancelled.  If a message was already handed to us, put it back.
+            if future.done() and not future.cancelled() and future.exception() is None:
+                mailbox.put_back(src, tag, future.result())
+            raise
+        finally:
+            timer.cancel()
+            mailbox.forget(src, tag, future)
 
     def isend(self, *, value: Any, dst: int, tag: int) -> asyncio.Task[None]:
         """Start sending ``value`` to ``dst`` now; return a task that finishes the send.
@@ -572,7 +644,55 @@ class AsyncSocketCommunicator(Communicator):
     # -- collectives ------------------------------------------------------------------
     async def _gather_from(self, sources: Sequence[int], tag: int, deadline: float,
                            timeout: float) -> list[Any]:
-        return [await self._receive(src, tag, deadline, timeout) for src in sources]
+        """Receive one message with ``tag`` from each of ``sources`` (in that order).
+
+        Raises as soon as any source can no longer deliver, or at the deadline.
+        """
+        mailbox = self._mailbox
+        values: list[Any] = [_MISSING] * len(sources)
+        missing = 0
+        for index, src in enumerate(sources):
+            found, value = mailbox.take(src, tag)
+            if found:
+                values[index] = value
+                continue
+            ended = mailbox.ended(src)
+            if ended is not None:
+                raise self._ended_error(ended, src, tag)
+            missing += 1
+        if not missing:
+            return values
+        loop = self._loop
+        group = _Group(loop.create_future(), values, missing)
+        slots = []
+        for index, src in enumerate(sources):
+            if values[index] is _MISSING:
+                slot = _Slot(group, index)
+                mailbox.wait(src, tag, slot)
+                slots.append((src, slot))
+        timer = loop.call_at(deadline, self._expire_group, group, sources, tag, timeout)
+        try:
+            await group.future
+        except asyncio.CancelledError:
+            # Our caller was cancelled: messages already handed to us go back, in order.
+            for src, slot in reversed(slots):
+                value = values[slot.index]
+                if value is not _MISSING:
+                    mailbox.put_back(src, tag, value)
+            raise
+        finally:
+            timer.cancel()
+            for src, slot in slots:
+                mailbox.forget(src, tag, slot)
+        return values
+
+    def _expire_group(self, group: _Group, sources: Sequence[int], tag: int, timeout: float) -> None:
+        if group.future.done():
+            return
+        late = next(src for index, src in enumerate(sources) if group.values[index] is _MISSING)
+        group.future.set_exception(Timeout(
+            f"{self._prefix()}: Tag {tagname(tag)} from player {late} timed-out after {_format_seconds(timeout)}"
+        ))
 
     async def allgather(self, value: Any) -> list[Any]:
         """Collective: every member contributes ``value``; returns all values in rank order."""
@@ -583,12 +703,10 @@ class AsyncSocketCommunicator(Communicator):
         self._post_many(others, Tag.ALLGATHER, encoded)
         if encoded.borrowed:
             await self._flush(others, True, deadline, timeout, Tag.ALLGATHER)
-        values = [None] * self._world_size
-        values[self._rank] = decode(encoded.tobytes())
-        for src in others:
-            values[src] = await self._receive(src, Tag.ALLGATHER, deadline, timeout)
+        received = await self._gather_from(others, Tag.ALLGATHER, deadline, timeout)
+        received.insert(self._rank, decode(encoded.tobytes()))
         await self._flush(others, False, deadline, timeout, Tag.ALLGATHER)
-        return values
+        return received
 
     async def barrier(self) -> None:
         """Collective: returns once every member has entered (one round of messages)."""
@@ -596,8 +714,7 @@ class AsyncSocketCommunicator(Communicator):
         deadline, timeout = self._deadline()
         others = [rank for rank in range(self._world_size) if rank != self._rank]
         self._post_many(others, Tag.BARRIER, _EMPTY)
-        for src in others:
-            await self._receive(src, Tag.BARRIER, deadline, timeout)
+        await self._gather_from(others, Tag.BARRIER, deadline, timeout)
 
     async def broadcast(self, *, src: int, value: Any) -> Any:
         """Collective: returns player ``src``'s ``value`` on every member (``value`` is
