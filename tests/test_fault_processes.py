@@ -177,13 +177,12 @@ def watchdog():
 
 def test_sigstopped_player_is_excluded_and_told_after_sigcont(watchdog):
     async def fn(comm):
-        pids = await comm.allgather(os.getpid())
-        if comm.rank == 0:
-            os.kill(pids[2], signal.SIGSTOP)
         if comm.rank == 2:
-            # Stopped somewhere in here; when it runs again, everything it tries must fail
-            # with Excluded (or Revoked/Timeout first), and never give it a communicator.
+            # Stopped anywhere in here; when it runs again, everything it tries must fail
+            # (Excluded, or Revoked/Timeout first), and it must never get a communicator.
             try:
+                await comm.allgather(os.getpid())
+                await comm.barrier()
                 await comm.allgather("late")
             except (Revoked, Timeout, Excluded, PeerFailed):
                 pass
@@ -192,7 +191,13 @@ def test_sigstopped_player_is_excluded_and_told_after_sigcont(watchdog):
             except Excluded:
                 return "excluded"
             return "NOT EXCLUDED"
+        pids = await comm.allgather(os.getpid())
         try:
+            # Once player 0 is past this barrier, everyone has finished the pid exchange; the
+            # stop may still catch player 2 between two sends of the barrier or the next step.
+            await comm.barrier()
+            if comm.rank == 0:
+                os.kill(pids[2], signal.SIGSTOP)
             await comm.allgather("step")
         except (Timeout, Revoked):
             pass
