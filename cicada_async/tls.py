@@ -80,7 +80,8 @@ def _write_private(path: Path, data: bytes, mode: int) -> None:
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp creates the file with mode 0600 (owner only); widen it only if asked to.
-        os.fchmod(fd, mode)
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
             stream.flush()
@@ -150,14 +151,8 @@ def write_credentials(rank: int, directory: str | Path = ".", *, days: int = 365
     identity = directory / f"player-{rank}.pem"
     cert = directory / f"player-{rank}.cert"
     _write_private(identity, key_pem + cert_pem, 0o600)
-    _write_private(cert, cert_pem, 0o644 & ~_umask())
+    _write_private(cert, cert_pem, 0o644)  # public: the other players need to read it
     return identity, cert
-
-
-def _umask() -> int:
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
 
 
 # -- inspecting ------------------------------------------------------------------------------
@@ -317,7 +312,7 @@ def _check_identity(path: str, rank: int | None) -> None:
     if (key.public_key().public_bytes(serialization.Encoding.DER, spki)
             != cert.public_key().public_bytes(serialization.Encoding.DER, spki)):
         raise CredentialError(f"{where}: the private key does not match the certificate "
-                              "(the certificate must come first after the key)")
+                              "(this player's own certificate must be the first one in the file)")
     _check_validity(cert, f"the certificate in {where}")
     ranks = certificate_ranks(cert)
     named = certificate_rank(cert)
@@ -449,29 +444,27 @@ def check_rank(link: Any, rank: int) -> None:
 
     ``link`` is a :class:`~cicada_async._transport.Link` over a TLS transport whose
     handshake is complete: OpenSSL has already verified the certificate chain and validity,
-    this checks the rank URI.
+    this checks the rank URI.  The message names the peer's address (the caller adds which
+    communicator and player it is about), e.g. ``TLS: the peer at 127.0.0.1:53228 claims
+    rank 2 but its certificate names rank(s) [1]``.
     """
-    label = getattr(link, "label", "") or "?"
     transport = getattr(link, "transport", None)
     address = _peer_address(link)
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if ssl_object is None:
-        raise AuthenticationError(f"Link {label}: the link to the peer at {address}, which claims rank {rank}, "
-                                  "is not a TLS link")
+        raise AuthenticationError(f"TLS: the peer at {address} claims rank {rank} but its link is not a TLS link")
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
-        raise AuthenticationError(f"Link {label}: the peer at {address} claims rank {rank} but presented "
-                                  "no certificate")
+        raise AuthenticationError(f"TLS: the peer at {address} claims rank {rank} but presented no certificate")
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
-        raise AuthenticationError(f"Link {label}: the peer at {address} claims rank {rank} but its certificate "
-                                  f"cannot be parsed ({_one_line(exc)})") from None
+        raise AuthenticationError(f"TLS: the peer at {address} claims rank {rank} but its certificate cannot be "
+                                  f"parsed ({_one_line(exc)})") from None
     ranks = certificate_ranks(cert)
     if ranks != [rank]:
         named = f"rank(s) {ranks}" if ranks else "no rank"
-        raise AuthenticationError(f"Link {label}: the peer at {address} claims rank {rank} but its certificate "
-                                  f"names {named}")
+        raise AuthenticationError(f"TLS: the peer at {address} claims rank {rank} but its certificate names {named}")
 
 
 # OpenSSL's verification messages (their numeric codes differ between OpenSSL versions) and
