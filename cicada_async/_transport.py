@@ -63,6 +63,34 @@ def _goodbye_frame() -> bytes:
     return encode_header(Kind.GOODBYE, 0, 0, 0)
 
 
+_TLS_CHUNK = 1 << 20  # plaintext encrypted per step when sending a large frame
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # a handshake failure nobody awaited is still not "unretrieved"
+
+
+class _TLSSession:
+    """TLS records over in-memory BIOs: ciphertext to and from the link's raw transport.
+
+    Running TLS inside the link (rather than in the event loop's SSL transport) behaves the
+    same on asyncio and uvloop, lets the link see every handshake failure, and decrypts
+    straight into the frame decoder's buffer.
+    """
+
+    __slots__ = ("done", "incoming", "outgoing", "pending", "ssl", "view")
+
+    def __init__(self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.ssl = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
+                                    server_hostname=server_hostname)
+        self.done = False  # handshake complete
+        self.view = memoryview(bytearray(256 * 1024))  # ciphertext from the socket lands here
+        self.pending: list[bytes] = []  # plaintext written before the handshake completed
+
+
 class Link(asyncio.BufferedProtocol):
     """One stream to one peer: frames in (to ``handler``), frames out (:meth:`write`).
 
@@ -71,14 +99,20 @@ class Link(asyncio.BufferedProtocol):
     the link over.
     """
 
-    def __init__(self, *, max_payload: int, label: str = "") -> None:
+    def __init__(self, *, max_payload: int, label: str = "", tls: ssl.SSLContext | None = None,
+                 server_side: bool = False, server_hostname: str | None = None) -> None:
         self.decoder = FrameDecoder(max_payload=max_payload)
+        self._tls_settings = (tls, server_side, server_hostname) if tls is not None else None
+        self._session: _TLSSession | None = None
         self.transport: asyncio.Transport | None = None
         self.peer: int | None = None
         self.label = label
         self.error: BaseException | None = None
-        self.connected = asyncio.get_running_loop().create_future()
-        self.lost = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.connected = loop.create_future()
+        self.lost = loop.create_future()
+        self.handshake = loop.create_future()  # done once TLS (if any) is established
+        self.handshake.add_done_callback(_retrieve)
         self.closed = False  # the transport is gone
         self.peer_goodbye = False  # the peer closed cleanly (sent GOODBYE)
         self.peer_done = False  # the peer sends nothing more (GOODBYE or EOF)
@@ -123,20 +157,45 @@ class Link(asyncio.BufferedProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Pause at the first byte left unsent, resume once everything is out: see drain().
-        transport.set_write_buffer_limits(high=0, low=0)
+        # (asyncio's own TLS transports would pause at size >= high; ours are plain sockets.)
+        is_tls = transport.get_extra_info("sslcontext") is not None
+        transport.set_write_buffer_limits(high=1 if is_tls else 0, low=0)
         if not self.connected.done():
             self.connected.set_result(None)
+        if self._tls_settings is not None:
+            self._session = _TLSSession(*self._tls_settings)
+            self._tls_step()
+        elif not self.handshake.done():
+            self.handshake.set_result(None)
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        """The TLS session's SSL object (peer certificate etc.), or None for a plain link."""
+        if self._session is not None:
+            return self._session.ssl
+        return self.transport.get_extra_info("ssl_object") if self.transport is not None else None
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self.ignoring:
             if self._scratch is None:
                 self._scratch = memoryview(bytearray(64 * 1024))
             return self._scratch
+        if self._session is not None:
+            return self._session.view
         return self.decoder.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         self.bytes_received += nbytes
         if self.ignoring:
+            return
+        session = self._session
+        if session is not None:
+            session.incoming.write(session.view[:nbytes])
+            if not session.done:
+                self._tls_step()
+                if not session.done:
+                    return
+            self._decrypt()
             return
         try:
             frames = self.decoder.buffer_updated(nbytes)
@@ -147,6 +206,89 @@ class Link(asyncio.BufferedProtocol):
             if self.ignoring:
                 return
             self._dispatch(frame)
+
+    # -- TLS ---------------------------------------------------------------------------
+    def _flush_tls(self) -> None:
+        session = self._session
+        if session is not None and session.outgoing.pending and self.transport is not None:
+            if not self.transport.is_closing():
+                self.transport.write(session.outgoing.read())
+
+    def _tls_step(self) -> None:
+        """Advance the TLS handshake with whatever ciphertext has arrived."""
+        session = self._session
+        assert session is not None
+        try:
+            session.ssl.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self._flush_tls()  # the alert telling the peer why
+            self.error = exc
+            self.ignoring = True
+            if not self.handshake.done():
+                self.handshake.set_exception(exc)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        session.done = True
+        self._flush_tls()
+        pending, session.pending = session.pending, []
+        for data in pending:
+            self._send(data)
+        if not self.handshake.done():
+            self.handshake.set_result(None)
+        self._decrypt()
+
+    def _decrypt(self) -> None:
+        """Move plaintext from the TLS session into the frame decoder, and dispatch frames."""
+        session = self._session
+        assert session is not None
+        tls = session.ssl
+        while not self.ignoring:
+            buffer = self.decoder.get_buffer(-1)
+            try:
+                count = tls.read(len(buffer), buffer)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # the peer closed its TLS session
+                self.peer_done = True
+                break
+            except ssl.SSLError as exc:
+                self.error = exc
+                self.ignoring = True
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            if not count:
+                break
+            try:
+                frames = self.decoder.buffer_updated(count)
+            except RemoteProtocolError as exc:
+                self.protocol_error(exc)
+                return
+            for frame in frames:
+                if self.ignoring:
+                    return
+                self._dispatch(frame)
+        self._flush_tls()  # post-handshake messages (session tickets, key updates)
+
+    def _send(self, data: bytes | memoryview) -> None:
+        """Write bytes on the link (encrypting them first on a TLS link)."""
+        transport = self.transport
+        assert transport is not None
+        session = self._session
+        if session is None:
+            transport.write(data)
+            return
+        if not session.done:
+            session.pending.append(bytes(data))
+            return
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), _TLS_CHUNK):
+            session.ssl.write(view[start : start + _TLS_CHUNK])
+            transport.write(session.outgoing.read())
 
     def _dispatch(self, frame: Frame) -> None:
         if frame.kind == Kind.GOODBYE:
@@ -186,6 +328,8 @@ class Link(asyncio.BufferedProtocol):
         if not self.lost.done():
             self.lost.set_result(None)
         self._wake_drain()
+        if not self.handshake.done():
+            self.handshake.set_exception(self.error or ConnectionResetError("the link closed during the handshake"))
         if self._lost_handler is not None:
             self._lost_handler(self, self.error)
 
@@ -221,14 +365,12 @@ class Link(asyncio.BufferedProtocol):
         if not self.writable:
             self.frames_dropped += 1
             return False
-        transport = self.transport
-        assert transport is not None
         if nbytes <= _SMALL_WRITE:
-            transport.write(header + b"".join(parts) if len(parts) != 1 else header + parts[0])
+            self._send(header + b"".join(parts) if len(parts) != 1 else header + parts[0])
         else:
-            transport.write(header)
+            self._send(header)
             for part in parts:
-                transport.write(part)
+                self._send(part)
         self.bytes_sent += HEADER_SIZE + nbytes
         return True
 
@@ -237,8 +379,7 @@ class Link(asyncio.BufferedProtocol):
         if not self.writable:
             self.frames_dropped += 1
             return False
-        assert self.transport is not None
-        self.transport.write(data)
+        self._send(data)
         self.bytes_sent += len(data)
         return True
 
@@ -255,13 +396,14 @@ class Link(asyncio.BufferedProtocol):
         memory (a large array): the send must not return while any of it is still queued,
         as the caller may then modify it.  Otherwise only a large backlog makes it wait.
         """
-        if not self._paused:  # with a high-water mark of 0, not paused means nothing queued
+        if not self._paused:  # with our high-water mark, not paused means nothing queued
             return False
-        return borrowed or self.buffered() > SOFT_WRITE_LIMIT
+        size = self.buffered()
+        return size > 0 if borrowed else size > SOFT_WRITE_LIMIT
 
     async def drain(self) -> None:
         """Wait until every queued byte went to the OS, or the link is gone."""
-        if not self._paused or self.closed:
+        if not self._paused or self.closed or not self.buffered():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._drain_waiters.append(waiter)
@@ -289,7 +431,7 @@ class Link(asyncio.BufferedProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        transport.write(_goodbye_frame())
+        self._send(_goodbye_frame())
         if self.peer_done:
             transport.close()
             return

@@ -450,7 +450,9 @@ def check_rank(link: Any, rank: int) -> None:
     """
     transport = getattr(link, "transport", None)
     address = _peer_address(link)
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    ssl_object = getattr(link, "ssl_object", None)
+    if ssl_object is None and transport is not None:
+        ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         raise AuthenticationError(f"TLS: the peer at {address} claims rank {rank} but its link is not a TLS link")
     der = ssl_object.getpeercert(binary_form=True)

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import socket
+import ssl
 import stat
 import time
 import urllib.parse
@@ -159,11 +160,13 @@ def _parse_hello(frame: Frame) -> Any:
 class Listener:
     """A listening socket; accepted links wait here until their JOIN is handled."""
 
-    def __init__(self, *, name: str, rank: int | None, limits: Limits) -> None:
+    def __init__(self, *, name: str, rank: int | None, limits: Limits, tls: TLSConfig | None = None) -> None:
         self.name = name
         self.rank = rank
         self.limits = limits
+        self.tls = tls
         self.address = ""
+        self.failures: list[str] = []  # authentication failures seen while accepting
         self._server: asyncio.AbstractServer | None = None
         self._path: str | None = None
         self._joins: asyncio.Queue[tuple[Link, Any]] = asyncio.Queue()
@@ -173,10 +176,24 @@ class Listener:
         return f"<Listener {self.address}>"
 
     def _make_link(self) -> Link:
-        link = Link(max_payload=handshake.MAX_HELLO, label=f"{self.name}:{self.rank}<-?")
+        link = Link(max_payload=handshake.MAX_HELLO, label=f"{self.name}:{self.rank}<-?",
+                    tls=self.tls.server if self.tls is not None else None, server_side=True)
         link.on_hello = self._on_hello
         self._unclaimed.add(link)
+        if self.tls is not None:
+            link.handshake.add_done_callback(lambda future: self._handshake_done(link, future))
         return link
+
+    def _handshake_done(self, link: Link, future: asyncio.Future[None]) -> None:
+        if future.cancelled() or future.exception() is None:
+            return
+        from ..tls import describe_ssl_error
+
+        transport = link.transport
+        peername = transport.get_extra_info("peername") if transport is not None else None
+        address = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername or "?")
+        self._auth_failure(describe_ssl_error(future.exception(), address, None))
+        self._unclaimed.discard(link)
 
     def _on_hello(self, link: Link, frame: Frame) -> None:
         if frame.tag != HelloType.JOIN or link.peer is not None:
@@ -184,6 +201,11 @@ class Listener:
         message = _parse_hello(frame)
         link.peer = -1  # a JOIN was received; the real rank is set once it is accepted
         self._joins.put_nowait((link, message))
+
+    def _auth_failure(self, text: str) -> None:
+        message = f"Comm {self.name} player {self.rank}: {text}"
+        log.warning("%s", message)
+        self.failures.append(text)
 
     async def next_join(self) -> tuple[Link, Any]:
         """Wait for the next accepted link that has sent its JOIN."""
@@ -217,13 +239,11 @@ async def listen(*, address: str, rank: int | None = None, name: str = "world",
     """
     del timer  # binding does not wait
     scheme, where = parse_address(address)
-    listener = Listener(name=name, rank=rank, limits=limits or Limits())
+    listener = Listener(name=name, rank=rank, limits=limits or Limits(), tls=tls)
     loop = asyncio.get_running_loop()
-    ssl_context = tls.server if tls is not None else None
     if scheme == "tcp":
         host, port = where
-        server = await loop.create_server(listener._make_link, host, port, ssl=ssl_context,
-                                          reuse_address=True, backlog=128)
+        server = await loop.create_server(listener._make_link, host, port, reuse_address=True, backlog=128)
         sockname = server.sockets[0].getsockname()
         listener.address = _format_address("tcp", (host, sockname[1]))
     else:
@@ -231,48 +251,55 @@ async def listen(*, address: str, rank: int | None = None, name: str = "world",
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.stat(path).st_mode):
                 os.unlink(path)
-        server = await loop.create_unix_server(listener._make_link, path, ssl=ssl_context, backlog=128)
+        server = await loop.create_unix_server(listener._make_link, path, backlog=128)
         listener._path = path
         listener.address = _format_address("file", path)
     listener._server = server
     return listener
 
 
-async def _open_link(address: str, *, label: str, tls: TLSConfig | None, deadline: float) -> Link:
-    """Connect to ``address``, retrying while nobody listens there yet, until ``deadline``."""
+async def _open_link(address: str, *, label: str, tls: TLSConfig | None, deadline: float,
+                     peer: int | None = None) -> Link:
+    """Connect to ``address``, retrying while nobody listens there yet, until ``deadline``.
+
+    With TLS, a failed handshake raises :class:`AuthenticationError` at once.
+    """
     scheme, where = parse_address(address)
     loop = asyncio.get_running_loop()
     delay = 0.005
+    server_hostname = (where[0] if scheme == "tcp" else "localhost") if tls is not None else None
 
     def factory() -> Link:
-        return Link(max_payload=handshake.MAX_HELLO, label=label)
+        return Link(max_payload=handshake.MAX_HELLO, label=label, tls=tls.client if tls is not None else None,
+                    server_side=False, server_hostname=server_hostname)
 
     while True:
         try:
             if scheme == "tcp":
                 host, port = where
-                _, link = await loop.create_connection(factory, host, port,
-                                                       ssl=tls.client if tls else None,
-                                                       server_hostname=host if tls else None)
+                _, link = await loop.create_connection(factory, host, port)
             else:
-                _, link = await loop.create_unix_connection(factory, where,
-                                                            ssl=tls.client if tls else None,
-                                                            server_hostname="localhost" if tls else None)
-            return link
-        except (ConnectionRefusedError, FileNotFoundError, ConnectionResetError,
-                ConnectionAbortedError) as exc:
+                _, link = await loop.create_unix_connection(factory, where)
+        except OSError as exc:  # refused, no such socket file, reset...
             # Nobody listens there yet (the peer is still starting): back off and retry.
-            if loop.time() + delay >= deadline:
-                raise TimeoutError(f"nobody accepted a connection at {address} ({exc})") from None
-            await asyncio.sleep(delay)
+            await _backoff(loop, deadline, delay, address, exc)
             delay = min(delay * 2, 0.25)
-        except OSError as exc:
-            if getattr(exc, "reason", None) is not None or exc.__class__.__module__ == "ssl":
-                raise AuthenticationError(f"TLS handshake with {address} failed: {exc}") from exc
-            if loop.time() + delay >= deadline:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            continue
+        try:
+            await link.handshake
+        except (ssl.SSLError, OSError, ConnectionError) as exc:
+            link.abort()
+            from ..tls import describe_ssl_error
+
+            raise AuthenticationError(describe_ssl_error(exc, address, peer)) from exc
+        return link
+
+
+async def _backoff(loop: asyncio.AbstractEventLoop, deadline: float, delay: float, address: str,
+                   exc: BaseException) -> None:
+    if loop.time() + delay >= deadline:
+        raise TimeoutError(f"nobody accepted a connection at {address} ({exc})") from None
+    await asyncio.sleep(delay)
 
 
 def _rejection_error(prefix: str, verdict: Rejected, *, remote: bool) -> CommunicatorError:
@@ -286,7 +313,7 @@ def _rejection_error(prefix: str, verdict: Rejected, *, remote: bool) -> Communi
 
 
 async def _join(link: Link, message: dict[str, Any], *, expect: int, world_size: int,
-                with_addresses: bool, prefix: str) -> list[str] | None:
+                with_addresses: bool, prefix: str, tls: bool = False, address: str = "") -> list[str] | None:
     """Send a JOIN on a fresh link and wait for the answer."""
     loop = asyncio.get_running_loop()
     reply: asyncio.Future[Frame] = loop.create_future()
@@ -297,11 +324,18 @@ async def _join(link: Link, message: dict[str, Any], *, expect: int, world_size:
         reply.set_result(frame)
 
     def on_lost(_future: asyncio.Future[None]) -> None:
-        if not reply.done():
-            reply.set_exception(CommunicatorError(
-                f"{prefix}: player {expect} closed the link during the handshake"
-                + (f" ({link.error})" if link.error else "")
-            ))
+        if reply.done():
+            return
+        if tls:  # with TLS 1.3, a peer that refuses our certificate just drops the link
+            from ..tls import describe_ssl_error
+
+            error = link.error if isinstance(link.error, ssl.SSLError) else ConnectionResetError()
+            reply.set_exception(AuthenticationError(f"{prefix}: {describe_ssl_error(error, address, expect)}"))
+            return
+        reply.set_exception(CommunicatorError(
+            f"{prefix}: player {expect} closed the link during the handshake"
+            + (f" ({link.error})" if link.error else "")
+        ))
 
     link.on_hello = on_hello
     link.lost.add_done_callback(on_lost)
@@ -332,13 +366,18 @@ async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name
     prefix = f"Comm {name} player {rank}"
 
     async def open_to(peer: int) -> None:
-        link = await _open_link(addresses[peer], label=f"{name}:{rank}->{peer}", tls=tls, deadline=deadline)
+        try:
+            link = await _open_link(addresses[peer], label=f"{name}:{rank}->{peer}", tls=tls, deadline=deadline,
+                                    peer=peer)
+        except AuthenticationError as exc:
+            raise AuthenticationError(f"{prefix}: {exc}") from exc
         try:
             await _join(link, handshake.join_message(name=name, world_size=world_size, rank=rank, to=peer,
                                                      token=token),
-                        expect=peer, world_size=world_size, with_addresses=False, prefix=prefix)
+                        expect=peer, world_size=world_size, with_addresses=False, prefix=prefix,
+                        tls=tls is not None, address=addresses[peer])
             if tls is not None:
-                tls.check_rank(link, peer)
+                _check_rank(tls, link, peer, prefix)
         except BaseException:
             link.abort()
             raise
@@ -362,8 +401,11 @@ async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name
                 log.warning("%s: refused a link: %s", prefix, verdict.message)
                 continue
             except AuthenticationError as exc:
+                # An impostor (or a misconfigured player): refuse it and keep waiting for the
+                # real one; the failure is reported if the world is still incomplete at the deadline.
                 _reject(link, Rejected("auth", str(exc)))
-                raise
+                listener._auth_failure(str(exc))
+                continue
             except RemoteProtocolError as exc:
                 log.warning("%s: dropped a connection with an invalid JOIN: %s", prefix, exc)
                 link.abort()
@@ -404,11 +446,22 @@ async def _gather_or_fail(tasks: list[asyncio.Future[Any]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _check_rank(tls: TLSConfig, link: Link, peer: int, prefix: str) -> None:
+    try:
+        tls.check_rank(link, peer)
+    except AuthenticationError as exc:
+        raise AuthenticationError(f"{prefix}: {exc}") from exc
+
+
 def _startup_timeout(prefix: str, timer: Timer, links: dict[int, Link], world_size: int,
-                     rank: int) -> Timeout:
+                     rank: int, listener: Listener | None = None) -> CommunicatorError:
     missing = [peer for peer in range(world_size) if peer != rank and peer not in links]
-    return Timeout(f"{prefix}: startup timed-out after {timer.threshold:g}s "
-                   f"without a link to player(s) {missing}")
+    text = f"startup timed-out after {timer.threshold:g}s without a link to player(s) {missing}"
+    failures = listener.failures if listener is not None else []
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        return AuthenticationError(f"{prefix}: {text}; a peer failed authentication: {failures[-1]}{more}")
+    return Timeout(f"{prefix}: {text}")
 
 
 def _check_world(world_size: Any, rank: Any) -> tuple[int, int]:
@@ -469,7 +522,7 @@ async def direct(*, listener: Listener, addresses: Sequence[str], rank: int, nam
     except TimeoutError as exc:
         if isinstance(exc, Timeout):
             raise
-        raise _startup_timeout(prefix, timer, links, world_size, rank) from None
+        raise _startup_timeout(prefix, timer, links, world_size, rank, listener) from None
     return Endpoint(rank=rank, world_size=world_size, links=links,
                     session=session_bytes(name, digest, addresses), limits=limits)
 
@@ -505,14 +558,19 @@ async def rendezvous(*, listener: Listener, root_address: str, world_size: int, 
                 addresses = await _gather_joins(listener=listener, world_size=world_size, name=name,
                                                 token=digest, tls=tls, links=links, prefix=prefix)
             else:
-                link = await _open_link(root_address, label=f"{name}:{rank}->0", tls=tls, deadline=deadline)
+                try:
+                    link = await _open_link(root_address, label=f"{name}:{rank}->0", tls=tls, deadline=deadline,
+                                            peer=0)
+                except AuthenticationError as exc:
+                    raise AuthenticationError(f"{prefix}: {exc}") from exc
                 try:
                     message = handshake.join_message(name=name, world_size=world_size, rank=rank, to=0,
                                                      token=digest, address=listener.address)
                     addresses = await _join(link, message, expect=0, world_size=world_size,
-                                            with_addresses=True, prefix=prefix)
+                                            with_addresses=True, prefix=prefix, tls=tls is not None,
+                                            address=root_address)
                     if tls is not None:
-                        tls.check_rank(link, 0)
+                        _check_rank(tls, link, 0, prefix)
                 except BaseException:
                     link.abort()
                     raise
@@ -524,9 +582,15 @@ async def rendezvous(*, listener: Listener, root_address: str, world_size: int, 
     except TimeoutError as exc:
         if isinstance(exc, Timeout):
             raise
-        for link in links.values():
-            link.abort()
-        raise _startup_timeout(prefix, timer, links, world_size, rank) from None
+        error = _startup_timeout(prefix, timer, links, world_size, rank, listener)
+        if rank == 0 and isinstance(error, AuthenticationError):
+            # Tell the players already waiting on us why the world will not form.
+            for link in links.values():
+                _reject(link, Rejected("auth", str(error)))
+        else:
+            for link in links.values():
+                link.abort()
+        raise error from None
     except BaseException:
         for link in links.values():
             link.abort()
@@ -562,7 +626,8 @@ async def _gather_joins(*, listener: Listener, world_size: int, name: str, token
                 continue
         except AuthenticationError as exc:
             _reject(link, Rejected("auth", str(exc)))
-            raise
+            listener._auth_failure(str(exc))
+            continue
         except RemoteProtocolError as exc:
             log.warning("%s: dropped a connection with an invalid JOIN: %s", prefix, exc)
             link.abort()
@@ -648,7 +713,7 @@ async def connect_world(*, world_size: int | None = None, rank: int | None = Non
     if identity is not None or trusted is not None:
         from ..tls import tls_config
 
-        tls = tls_config(identity=identity, trusted=trusted)
+        tls = tls_config(identity=identity, trusted=trusted, rank=rank)
     limits = limits or Limits()
     listener = await listen(address=address, rank=rank, name=name, tls=tls, limits=limits)
     try:

@@ -150,7 +150,7 @@ async def _player(*, conn: multiprocessing.connection.Connection, rank: int, wor
     if identity is not None or trusted is not None:
         from ..tls import tls_config
 
-        tls = tls_config(identity=identity, trusted=trusted)
+        tls = tls_config(identity=identity, trusted=trusted, rank=rank)
     listener = await listen(address=address, rank=rank, name=name, tls=tls, limits=limits)
     try:
         conn.send(("address", listener.address))
