@@ -199,7 +199,7 @@ def test_sigstopped_player_is_excluded_and_told_after_sigcont(watchdog):
             if comm.rank == 0:
                 os.kill(pids[2], signal.SIGSTOP)
             await comm.allgather("step")
-        except (Timeout, Revoked):
+        except (Timeout, Revoked, PeerFailed):  # PeerFailed: the others already left it out
             pass
         start = time.monotonic()
         new, oldranks = await recover(comm, timeout=0.5)

@@ -705,7 +705,10 @@ async def connect_world(*, world_size: int | None = None, rank: int | None = Non
     if root_address is None:
         raise ValueError("root_address is required (or set CICADA_ROOT_ADDRESS)")
     if rank == 0:
-        address = root_address if address is None else address
+        if address is not None and address != root_address:
+            raise ValueError(f"player 0 listens on root_address ({root_address}); address must be unset or "
+                             f"the same, got {address}")
+        address = root_address
     elif address is None:
         address = _default_address(root_address)
     timer = Timer(startup_timeout)

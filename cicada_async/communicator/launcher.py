@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._transport import Limits
-from ..errors import CommunicatorError, Timeout
+from ..errors import AuthenticationError, CommunicatorError, Timeout
 from .connect import Timer, direct, listen
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,9 @@ async def _player(*, conn: multiprocessing.connection.Connection, rank: int, wor
         if watch.done() and not watch.cancelled() and watch.exception() is not None and not (
             setup.done() and not setup.cancelled() and setup.exception() is None
         ):
+            if listener.failures:  # say what we saw ourselves: an impostor, an untrusted peer...
+                raise AuthenticationError(f"{watch.exception()}; a peer failed authentication here: "
+                                          f"{listener.failures[-1]}")
             raise watch.exception()  # type: ignore[misc]
         endpoint = setup.result()
     finally:
