@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import os
 import pathlib
 import signal
@@ -241,7 +242,7 @@ def test_fault_recovery_example_survivors_agree_on_every_total(players, pfail, s
     assert all(len(values) == 1 for values in seen.values()), seen
     # Totals only ever grow by whole increments: no garbage from inconsistent shares.
     ordered = [next(iter(seen[i])) for i in sorted(seen)]
-    assert all(b - a in (0.0, 1.0, 2.0) for a, b in zip(ordered, ordered[1:], strict=False))
+    assert all(b - a in (0.0, 1.0, 2.0) for a, b in itertools.pairwise(ordered))
     assert all(float(t).is_integer() for t in ordered)
 
 

@@ -93,7 +93,7 @@ async def test_field_operations_uniform_and_encodings():
             assert [int(v) for v in revealed] == [int(v) % field.order for v in ints]
             public = field(numpy.array([1, 2, 3, 4]))
             summed = await suite.reveal(suite.field_add(a, public), encoding=Identity())
-            assert [int(v) for v in summed] == [(int(v) + w) % field.order for v, w in zip(ints, [1, 2, 3, 4])]
+            assert [int(v) for v in summed] == [(int(v) + w) % field.order for v, w in zip(ints, [1, 2, 3, 4], strict=False)]
             diff = await suite.reveal(suite.field_subtract(a, a), encoding=Identity())
             assert [int(v) for v in diff] == [0] * 4
             u1 = await suite.field_uniform(shape=(1000,))
@@ -164,9 +164,9 @@ async def test_field_multiply_and_field_dot_are_exact():
         p = 2**127 - 1
         x, y = [3, -4, 2**60, 0], [5, 6, 2**60, 9]
         for product, public, dot in await world.run(player):
-            assert product == [(a * b) % p for a, b in zip(x, y)]
+            assert product == [(a * b) % p for a, b in zip(x, y, strict=False)]
             assert public == [(2 * a) % p for a in x]
-            assert dot == sum(a * b for a, b in zip(x, y)) % p
+            assert dot == sum(a * b for a, b in zip(x, y, strict=False)) % p
 
 
 def test_one_players_shares_of_a_fixed_secret_look_uniform():

@@ -115,7 +115,7 @@ def test_an_untrusted_certificate_is_refused(creds, tmp_path):
 
 def test_an_expired_certificate_is_refused_with_a_clear_message(creds, tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired player 2")])
     certificate = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
