@@ -93,7 +93,8 @@ async def test_field_operations_uniform_and_encodings():
             assert [int(v) for v in revealed] == [int(v) % field.order for v in ints]
             public = field(numpy.array([1, 2, 3, 4]))
             summed = await suite.reveal(suite.field_add(a, public), encoding=Identity())
-            assert [int(v) for v in summed] == [(int(v) + w) % field.order for v, w in zip(ints, [1, 2, 3, 4], strict=False)]
+            expected = [(int(v) + w) % field.order for v, w in zip(ints, [1, 2, 3, 4], strict=True)]
+            assert [int(v) for v in summed] == expected
             diff = await suite.reveal(suite.field_subtract(a, a), encoding=Identity())
             assert [int(v) for v in diff] == [0] * 4
             u1 = await suite.field_uniform(shape=(1000,))

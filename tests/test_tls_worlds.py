@@ -100,7 +100,7 @@ def test_a_player_presenting_another_ranks_certificate_is_refused(creds, monkeyp
 def test_an_untrusted_certificate_is_refused(creds, tmp_path):
     tls_module.write_credentials(2, tmp_path)  # a player 2 nobody trusts
     stranger = str(tmp_path / "player-2.pem")
-    trust = trusted(creds, 3) + [str(tmp_path / "player-2.cert")]  # it trusts everyone, not the reverse
+    trust = [*trusted(creds, 3), str(tmp_path / "player-2.cert")]  # it trusts everyone, not the reverse
     results = AsyncSocketCommunicator.run(
         world_size=3, fn=_allgather, identities=[*identities(creds, [0, 1]), stranger], trusted=trust[:3],
         startup_timeout=10)
