@@ -107,7 +107,7 @@ def _secure_bytes(nbytes: int) -> bytes:
     return os.urandom(nbytes)
 
 
-def _secure_words(count: int) -> np.ndarray:
+def secure_words(count: int) -> np.ndarray:
     """``count`` uniformly random 64-bit words from a cryptographically secure source."""
     nbytes = 8 * count
     parts = [
@@ -125,7 +125,7 @@ def _check_generator(generator: Any) -> None:
 def _random_words(count: int, generator: np.random.Generator | None) -> np.ndarray:
     _check_generator(generator)
     if generator is None:
-        return _secure_words(count)
+        return secure_words(count)
     return generator.integers(0, (1 << 64) - 1, size=count, dtype=np.uint64, endpoint=True)
 
 
@@ -537,6 +537,7 @@ class Field(abc.ABC):
 # ------------------------------------------------------------------------------------------
 
 _CHUNK = 1 << 14
+_SMALL = 32  # up to this many elements, Python integers are faster than the limb kernels
 
 
 class _Scratch(threading.local):
@@ -958,6 +959,10 @@ class MersenneField(Field):
         return self._map(_k_negative, a)
 
     def multiply(self, a: Any, b: Any) -> Storage:
+        a = self._coerce(a)
+        b = a if b is a else self._coerce(b)
+        if a.size <= _SMALL and b.size <= _SMALL:  # the limb kernels' set-up would dominate
+            return self(np.asarray(self.to_ints(a) * self.to_ints(b) % self.order, dtype=object))
         if a is b:
             return self._map(_k_square, a)
         return self._map(_k_multiply, a, b)
@@ -1082,6 +1087,16 @@ class MersenneField(Field):
         points = [int(x) % self.order for x in np.asarray(xs, dtype=object).reshape(-1)]
         shape = secret.shape
         n = secret.size
+        if 0 < degree and n <= _SMALL:  # Python integers beat the limb kernels' set-up here
+            coefficients = self.to_ints(self.uniform((degree, *shape), generator))
+            constant = self.to_ints(secret)
+            rows = []
+            for x in points:
+                accumulator = coefficients[degree - 1]
+                for j in range(degree - 2, -1, -1):
+                    accumulator = accumulator * x + coefficients[j]
+                rows.append(np.asarray((accumulator * x + constant) % self.order, dtype=object))
+            return self(np.stack(rows) if rows else np.empty((0, *shape), dtype=object))
         flat = _contiguous(secret).reshape(n)
         out = np.empty((len(points), n), dtype=self.dtype)
         if degree == 0:
@@ -1116,6 +1131,11 @@ class MersenneField(Field):
         k = shares.shape[0]
         shape = shares.shape[1:]
         n = math.prod(shape)
+        if n <= _SMALL:  # Python integers beat the limb kernels' set-up here
+            values = self.to_ints(shares)
+            total = sum((int(c) * values[i] for i, c in enumerate(self.to_ints(coefficients))),
+                        start=np.zeros(shape, dtype=object))
+            return self(np.asarray(total % self.order, dtype=object))
         flat = _contiguous(shares).reshape(k, n)
         factors = [_scalar_limbs26(int(c)) for c in self.to_ints(coefficients)]
         out = np.empty(n, dtype=self.dtype)

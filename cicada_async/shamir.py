@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import numbers
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
 import numpy
 
-from .arithmetic import Field, MersenneField, field
+from .arithmetic import Field, MersenneField, field, secure_words
 from .communicator.interface import Communicator, Tag
 from .encoding import FixedPoint
 from .errors import RemoteProtocolError
@@ -136,7 +135,7 @@ class ShamirBasicProtocolSuite:
             raise ValueError("indices must be distinct and nonzero in the field")
         self._indices = indices.astype(numpy.int64)
         self._xs = [int(x) for x in self._indices]
-        self._coefficients = self._field.lagrange_coefficients(self._xs)
+        self._coefficients: dict[int, numpy.ndarray] = {}  # Lagrange coefficients of the first k
         if seed is None:
             self._generator: numpy.random.Generator | None = None
         else:
@@ -280,9 +279,23 @@ class ShamirBasicProtocolSuite:
                 return None
         return encoding.decode(self._open(received, share.shape), self._field)
 
-    def _open(self, received: list[Any], shape: tuple[int, ...]) -> numpy.ndarray:
-        shares = numpy.stack([self._received(value, shape, src) for src, value in enumerate(received)])
-        return self._field.recombine(shares, self._coefficients)
+    def _open(self, received: list[Any], shape: tuple[int, ...], degree: int | None = None) -> numpy.ndarray:
+        """Interpolate the secret from every member's share (each one is checked).
+
+        A polynomial of degree d is fixed by d + 1 shares, so only the first d + 1 enter the
+        interpolation (d = threshold - 1 unless given).
+        """
+        needed = min(len(received), (self._threshold - 1 if degree is None else degree) + 1)
+        coefficients = self._coefficients.get(needed)
+        if coefficients is None:
+            coefficients = self._coefficients[needed] = self._field.lagrange_coefficients(self._xs[:needed])
+        shares = numpy.empty((needed, *shape), dtype=self._field.dtype)
+        rows = shares.reshape(needed, -1).view(numpy.uint8)  # byte copies: fast for any dtype
+        for src, value in enumerate(received):
+            checked = self._received(value, shape, src)
+            if src < needed:
+                rows[src] = checked.reshape(-1).view(numpy.uint8)
+        return self._field.recombine(shares, coefficients)
 
     async def reshare(self, operand: ShamirArrayShare) -> ShamirArrayShare:
         """Collective: fresh random shares of the same secret (one all-to-all round)."""
@@ -293,7 +306,10 @@ class ShamirBasicProtocolSuite:
         shares = self._poly_shares(storage)
         outgoing = [self._field.to_wire(shares[i, ...]) for i in range(len(self._xs))]
         received = await self._exchange(outgoing, tag)
-        return self._open(received, storage.shape)
+        # The shares we received are of polynomials of degree t-1 evaluated at every member's
+        # index; recombining them with the coefficients for the *product's* degree, 2(t-1),
+        # reduces the degree (for a plain reshare this is merely more terms than needed).
+        return self._open(received, storage.shape, degree=2 * (self._threshold - 1))
 
     async def field_uniform(self, *, shape: Any = None) -> ShamirArrayShare:
         """Collective: a share of a field element array, uniformly random and known to nobody.
@@ -462,7 +478,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         # Round 1 results: the reduced product and the sums of the masks.
         position = 0
         if reduce:
-            value = self._open([parts[0] for parts in received], shape)
+            value = self._open([parts[0] for parts in received], shape, degree=2 * (self._threshold - 1))
             position = 1
         else:
             value = product
@@ -492,7 +508,7 @@ def _random_below_power_of_two(dtype: numpy.dtype, shape: tuple[int, ...], bits:
     """Uniform integers in [0, 2**bits) as MersenneField storage (bits <= 126)."""
     count = int(numpy.prod(shape, dtype=numpy.int64))
     if generator is None:
-        words = numpy.frombuffer(secrets.token_bytes(16 * count), dtype="<u8").reshape(count, 2)
+        words = secure_words(2 * count).reshape(count, 2)
     else:
         words = generator.integers(0, 2**64, size=(count, 2), dtype=numpy.uint64)
     storage = numpy.empty(count, dtype=dtype)
