@@ -259,3 +259,29 @@ async def test_revoke_from_two_players_at_once_and_racing_traffic():
         results = await world.run(player)
         assert all(r[-1] == "revoked" for r in results)
         assert all(comm.revoked for comm in world.comms)
+
+
+async def test_receive_only_roles_still_complete_after_a_revoke_when_the_data_came_first():
+    """A late player entering a collective where it only receives must get data that arrived
+    before the sender's revoke marker: otherwise survivors fail at different operations (it
+    would miss a share the others added) -- found by the fault-recovery stress run."""
+    async with World(3, timeout=2) as world:
+        a, b, c = world.comms
+        await c.scatter(src=2, values=[10, 11, 12])  # the root sends, before any revoke
+        await c.broadcast(src=2, value="b")
+        await b.gatherv(src=[1], value="g", dst=0)
+        assert await b.scatter(src=2, values=None) == 11
+        await b.revoke()
+        await asyncio.sleep(0.05)  # every marker has arrived
+        assert a.revoked
+        assert await a.scatter(src=2, values=None) == 10  # arrived before c's marker
+        assert await a.broadcast(src=2, value=None) == "b"
+        assert await a.gatherv(src=[1], value=None, dst=0) == ["g"]
+        with pytest.raises(Revoked):
+            await a.scatter(src=2, values=None)  # nothing more came before c's marker
+        with pytest.raises(Revoked):
+            await a.allgather(1)  # a player that must send raises at once
+        with pytest.raises(Revoked):
+            await a.scatter(src=0, values=[1, 2, 3])
+        with pytest.raises(Revoked):
+            await a.gatherv(src=[0], value=1, dst=1)

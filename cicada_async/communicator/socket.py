@@ -719,11 +719,14 @@ class AsyncSocketCommunicator(Communicator):
     async def broadcast(self, *, src: int, value: Any) -> Any:
         """Collective: returns player ``src``'s ``value`` on every member (``value`` is
         ignored elsewhere).  The root finishes even if a receiver has failed."""
-        self._check_sendable()
+        self._check_usable()
         src = self._require_rank(src, "src")
         deadline, timeout = self._deadline()
         if self._rank != src:
+            # A pure receiver proceeds even on a revoked communicator: the root's value still
+            # arrives if the root sent it before its revoke marker (see "revoke ordering").
             return await self._receive(src, Tag.BROADCAST, deadline, timeout)
+        self._check_sendable()
         encoded = encode(value)
         others = [rank for rank in range(self._world_size) if rank != src]
         self._post_many(others, Tag.BROADCAST, encoded)
@@ -732,14 +735,14 @@ class AsyncSocketCommunicator(Communicator):
 
     async def gather(self, *, value: Any, dst: int) -> list[Any] | None:
         """Collective: ``dst`` gets every member's ``value`` in rank order; others get None."""
-        self._check_sendable()
+        self._check_usable()
         dst = self._require_rank(dst, "dst")
         return await self._gatherv(list(range(self._world_size)), value, dst, Tag.GATHER)
 
     async def gatherv(self, *, src: Sequence[int], value: Any, dst: int) -> list[Any] | None:
         """Collective: ``dst`` gets the values of the players in ``src``, in that order;
         others get None.  ``value`` is ignored on players not in ``src``."""
-        self._check_sendable()
+        self._check_usable()
         src = self._require_rank_list(src, "src")
         dst = self._require_rank(dst, "dst")
         return await self._gatherv(src, value, dst, Tag.GATHERV)
@@ -747,6 +750,7 @@ class AsyncSocketCommunicator(Communicator):
     async def _gatherv(self, sources: list[int], value: Any, dst: int, tag: int) -> list[Any] | None:
         deadline, timeout = self._deadline()
         if self._rank in sources:
+            self._check_sendable()  # a sender on a revoked communicator: Revoked
             encoded = encode(value)
             self._post(dst, tag, encoded)
             if self._rank != dst:
@@ -758,14 +762,14 @@ class AsyncSocketCommunicator(Communicator):
     async def scatter(self, *, src: int, values: Sequence[Any] | None) -> Any:
         """Collective: player ``src`` sends ``values[r]`` to rank ``r``; returns this
         player's value.  ``values`` is ignored on other players."""
-        self._check_sendable()
+        self._check_usable()
         src = self._require_rank(src, "src")
         return await self._scatterv(src, values, list(range(self._world_size)), Tag.SCATTER)
 
     async def scatterv(self, *, src: int, values: Sequence[Any] | None, dst: Sequence[int]) -> Any:
         """Collective: player ``src`` sends ``values[i]`` to player ``dst[i]``; returns this
         player's value, or None for players not in ``dst``."""
-        self._check_sendable()
+        self._check_usable()
         src = self._require_rank(src, "src")
         dst = self._require_rank_list(dst, "dst")
         return await self._scatterv(src, values, dst, Tag.SCATTERV)
@@ -774,6 +778,7 @@ class AsyncSocketCommunicator(Communicator):
                         tag: int) -> Any:
         deadline, timeout = self._deadline()
         if self._rank == src:
+            self._check_sendable()  # the root sends: Revoked on a revoked communicator
             if values is None:
                 raise ValueError("values must be a sequence with one value per destination")
             values = list(values)
