@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import select
 import socket
 import ssl
@@ -129,6 +130,7 @@ class Link(asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._linger: asyncio.TimerHandle | None = None
         self._scratch: memoryview | None = None
+        self._spare: socket.socket | None = None  # a second descriptor, to read what is left
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -156,6 +158,11 @@ class Link(asyncio.BufferedProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None:
+            # The event loop closes a transport at once when a *write* fails (the peer died),
+            # without reading what is still queued; this descriptor lets us read it then.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                self._spare = socket.socket(fileno=os.dup(sock.fileno()))
         # Pause at the first byte left unsent, resume once everything is out: see drain().
         # (asyncio's own TLS transports would pause at size >= high; ours are plain sockets.)
         is_tls = transport.get_extra_info("sslcontext") is not None
@@ -313,7 +320,32 @@ class Link(asyncio.BufferedProtocol):
         self.peer_done = True
         return None  # let the transport close once our own writes are flushed
 
+    def _drain_spare(self) -> None:
+        """Read (and dispatch) whatever the peer sent that the transport did not read."""
+        spare = self._spare
+        if spare is None:
+            return
+        with contextlib.suppress(OSError):
+            spare.setblocking(False)
+            while not self.ignoring:
+                buffer = self.get_buffer(-1)
+                try:
+                    count = spare.recv_into(buffer)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:  # reset: everything it sent before has been read
+                    break
+                if not count:
+                    break
+                self.buffer_updated(count)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and not self.ignoring and not self.closed:
+            self._drain_spare()
+        if self._spare is not None:
+            with contextlib.suppress(OSError):
+                self._spare.close()
+            self._spare = None
         self.closed = True
         if self._linger is not None:
             self._linger.cancel()

@@ -468,3 +468,25 @@ def test_errors_are_picklable():
 
 def test_header_layout_is_stable():
     assert encode_header(Kind.DATA, -6, 5, 3) == struct.pack("<BBHiQQ", 0xCA, 1, 0, -6, 5, 3)
+
+
+@pytest.mark.both_loops
+async def test_a_failed_write_does_not_lose_what_a_dead_peer_sent_before():
+    """The loop tears a transport down when a write fails, without reading what is queued;
+    the link must still deliver the dead peer's last messages (found by a stress run)."""
+    async with World(2, family="tcp") as world:
+        a, b = world.comms
+        world.stall(0)  # player 0 is not reading for a while
+        await b.send(value="last words", dst=0, tag=0)
+        world.stall(1)
+        await a.send(value=b"x" * 1000, dst=1, tag=0)  # unread by player 1: its death resets the link
+        await asyncio.sleep(0.05)
+        world.kill(1)
+        await asyncio.sleep(0.05)
+        for _ in range(3):  # writes to the dead peer fail; the loop drops player 0's transport
+            await a.send(value=b"y" * 1000, dst=1, tag=0)
+            await asyncio.sleep(0.02)
+        assert world.link(0, 1).closed
+        assert await a.recv(src=1, tag=0) == "last words"
+        with pytest.raises(PeerFailed):
+            await a.recv(src=1, tag=0)

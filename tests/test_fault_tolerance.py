@@ -285,3 +285,36 @@ async def test_receive_only_roles_still_complete_after_a_revoke_when_the_data_ca
             await a.scatter(src=0, values=[1, 2, 3])
         with pytest.raises(Revoked):
             await a.gatherv(src=[0], value=1, dst=1)
+
+
+async def test_members_that_freed_after_the_round_still_answer_it():
+    """The coordinator dies mid-announce; the members it told return and free the old
+    communicator.  A late member must adopt their decision (their tombstones answer), not
+    take their FREED for death and form a group of its own (found by a stress run)."""
+    async with World(4, timeout=2) as world:
+        coordinator = world.comms[0]
+        original = coordinator._send_control
+        told = []
+
+        def send_control(dst, code, value=None):
+            if isinstance(value, dict) and value.get("t") == "decided":
+                if dst == 3:
+                    world.stall(3)  # player 3 answered the round, but reads nothing for now
+                    world.kill(0)  # and the coordinator dies before telling it
+                    return False
+                told.append(dst)
+            return original(dst, code, value)
+
+        coordinator._send_control = send_control
+
+        async def player(comm):
+            await comm.revoke()
+            _, oldranks = await comm.shrink(name="new")
+            await comm.free()
+            return oldranks
+
+        tasks = {rank: asyncio.ensure_future(player(world.comms[rank])) for rank in (1, 2, 3)}
+        assert await tasks[1] == await tasks[2] == [0, 1, 2, 3] and sorted(told) == [1, 2]
+        assert not tasks[3].done()
+        world.resume(3)  # it now reads: FREED from 1 and 2, and player 0's link closing
+        assert await asyncio.wait_for(tasks[3], 10) == [0, 1, 2, 3]

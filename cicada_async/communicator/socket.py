@@ -139,7 +139,6 @@ class AsyncSocketCommunicator(Communicator):
         self._revoked = False
         self._excluded: str | None = None
         self._splits = 0  # sequence number of split calls
-        self._left: set[int] = set()  # members that freed this communicator
         self._descendants: list[weakref.ref[AsyncSocketCommunicator]] = []
         self._rounds = Rounds(self)
         self._sent: dict[tuple[int, int], list[int]] = {}
@@ -453,9 +452,9 @@ class AsyncSocketCommunicator(Communicator):
                 self._send_control_all(Control.REVOKE)  # forward, before waking anyone
             self._end_source(src, _Ended(Revoked, "the communicator was revoked"))
         elif code == Control.FREED:
-            self._left.add(src)
+            # It sends nothing more here; but it is not dead: a member that freed the
+            # communicator after a shrink still answers that shrink's agreement (tombstone).
             self._end_source(src, _Ended(PeerFailed, "the player freed the communicator"))
-            self._rounds.on_dead(src)
         else:
             self._rounds.on_control(src, code, value)
 
@@ -480,8 +479,8 @@ class AsyncSocketCommunicator(Communicator):
         self._rounds.on_dead(src)
 
     def _gone_ranks(self) -> set[int]:
-        """Members known gone for good: links closed or ignored, or the communicator freed."""
-        gone = set(self._left)
+        """Members known gone for good: their links closed or ignored."""
+        gone: set[int] = set()
         for rank, link in enumerate(self._links):
             if link is not None and (link.closed or link.peer_done or link.ignoring):
                 gone.add(rank)
