@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit_result, format_number, header_lines, markdown_table, run_worker  # noqa: E402
+from _common import emit_result, format_number, header_lines, markdown_table, run_worker
 
 SCRIPT = os.path.abspath(__file__)
 
