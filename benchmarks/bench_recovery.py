@@ -242,9 +242,11 @@ def main() -> None:
                                    (4, 0, "SIGKILL coordinator, 4 players")]:
         value, note = measure(python, {"kind": "kill", "players": players, "victim": victim}, runs)
         mine = value
-        add(label, "cicada_async", value, note, "< 100 ms: " + ("met" if value is not None and value < 0.1 else "NOT met"))
+        met = "met" if value is not None and value < 0.1 else "NOT met"
+        add(label, "cicada_async", value, note, f"< 100 ms: {met}")
         if cicada and victim != 0:
-            for timeout, what in ([(1.0, "Cicada, 1 s timers")] + ([] if options.quick else [(5.0, "Cicada, defaults")])):
+            settings = [(1.0, "Cicada, 1 s timers")] + ([] if options.quick else [(5.0, "Cicada, defaults")])
+            for timeout, what in settings:
                 value, note = measure(options.compare_python, {"kind": "kill-cicada", "players": players,
                                                                "victim": victim, "timeout": timeout},
                                       cicada_runs, timeout=180)
