@@ -119,6 +119,7 @@ class Link(asyncio.BufferedProtocol):
         self.peer_done = False  # the peer sends nothing more (GOODBYE or EOF)
         self.said_goodbye = False  # we sent goodbye: we send nothing more
         self.ignoring = False  # frames are read and thrown away (excluded peer)
+        self.excluding = False  # being left out: frames already here are still read
         self.bytes_sent = 0
         self.bytes_received = 0
         self.frames_dropped = 0
@@ -320,14 +321,24 @@ class Link(asyncio.BufferedProtocol):
         self.peer_done = True
         return None  # let the transport close once our own writes are flushed
 
-    def _drain_spare(self) -> None:
-        """Read (and dispatch) whatever the peer sent that the transport did not read."""
+    def read_available(self) -> None:
+        """Read and dispatch, right now, the bytes from the peer that have reached this host."""
+        if not self.closed:
+            self._drain_spare()
+
+    def _drain_spare(self, reads: int = 256) -> None:
+        """Read (and dispatch) what the peer sent that the transport has not read yet.
+
+        At most ``reads`` reads: a live peer streaming data cannot keep us here.
+        """
         spare = self._spare
         if spare is None:
             return
         with contextlib.suppress(OSError):
             spare.setblocking(False)
-            while not self.ignoring:
+            for _ in range(reads):
+                if self.ignoring:
+                    break
                 buffer = self.get_buffer(-1)
                 try:
                     count = spare.recv_into(buffer)
@@ -385,7 +396,7 @@ class Link(asyncio.BufferedProtocol):
     @property
     def writable(self) -> bool:
         """True while frames written to this link can reach the peer."""
-        return not (self.closed or self.said_goodbye or self.peer_done or self.ignoring
+        return not (self.closed or self.said_goodbye or self.peer_done or self.ignoring or self.excluding
                     or self.transport is None or self.transport.is_closing())
 
     def write(self, header: bytes, parts: list[bytes | memoryview], nbytes: int) -> bool:
@@ -564,15 +575,17 @@ class Endpoint:
         self._comms[comm_id] = comm
         for peer in comm.peers:
             self._refs[peer] += 1
-        for peer, frame in self._held.pop(comm_id, []):
+        held = self._held.pop(comm_id, [])
+        # Everything held has arrived, so it is delivered, even from a peer ignored meanwhile.
+        # Data first: replaying a control frame (an agreement message) may leave a peer out,
+        # which must not drop data that peer sent before (each peer sends no data after its
+        # own control markers, so its order is kept).
+        for peer, frame in sorted(held, key=lambda item: item[1].kind != Kind.DATA):
             self._held_bytes[peer] -= len(frame.payload)
-            link = self.links[peer]
-            if link.ignoring:
-                continue
             try:
                 comm._on_frame(peer, frame)
             except RemoteProtocolError as exc:
-                link.protocol_error(exc)
+                self.links[peer].protocol_error(exc)
         for peer in comm.peers:
             link = self.links[peer]
             if link.closed or link.peer_done:
@@ -595,10 +608,16 @@ class Endpoint:
                 self.links[peer].goodbye(self.linger)
 
     def exclude(self, peer: int) -> None:
-        """Ignore ``peer`` from now on, on every communicator (a shrink left it out)."""
+        """Ignore ``peer`` from now on, on every communicator (a shrink left it out).
+
+        Frames it sent that have already reached this host are read and delivered first:
+        being left out ends delivery from a peer, it never loses what the peer sent before.
+        """
         link = self.links[peer]
-        if link.ignoring:
+        if link.ignoring or link.excluding:
             return
+        link.excluding = True
+        link.read_available()
         link.ignore()
         for comm in list(self._comms.values()):
             comm._on_peer_excluded(peer)

@@ -490,3 +490,21 @@ async def test_a_failed_write_does_not_lose_what_a_dead_peer_sent_before():
         assert await a.recv(src=1, tag=0) == "last words"
         with pytest.raises(PeerFailed):
             await a.recv(src=1, tag=0)
+
+
+@pytest.mark.both_loops
+async def test_leaving_a_peer_out_still_delivers_what_reached_this_host_before():
+    """Excluding a peer (e.g. on another member's word that it died) must not discard its
+    frames that are already in our socket buffer, unread."""
+    async with World(3, family="tcp") as world:
+        a, b = world.comms[0], world.comms[1]
+        world.stall(0)  # player 0 is busy: nothing is read from its sockets for now
+        await b.send(value="before", dst=0, tag=4)
+        await asyncio.sleep(0.05)
+        world.kill(1)
+        await asyncio.sleep(0.05)
+        a.endpoint.exclude(1)  # what a shrink decision does to a peer left out
+        world.resume(0)
+        assert await a.recv(src=1, tag=4) == "before"
+        with pytest.raises(PeerFailed):
+            await a.recv(src=1, tag=4)

@@ -318,3 +318,30 @@ async def test_members_that_freed_after_the_round_still_answer_it():
         assert not tasks[3].done()
         world.resume(3)  # it now reads: FREED from 1 and 2, and player 0's link closing
         assert await asyncio.wait_for(tasks[3], 10) == [0, 1, 2, 3]
+
+
+async def test_held_frames_are_delivered_even_if_replaying_them_leaves_their_sender_out():
+    """Frames for a communicator not created yet are held.  Replaying an agreement message
+    among them may decide a round that leaves a dead peer out; data that peer sent before,
+    held too, must still be delivered (found by a stress run: a lost LOGSYNC)."""
+    from cicada_async._core.codec import encode
+    from cicada_async._core.framing import Control, Frame
+    from cicada_async._core.ids import child_id
+    from cicada_async.communicator.interface import Tag
+
+    async with World(3) as world:
+        me = world.comms[0]
+        new_id = child_id(me.comm_id, "split", 0, "late", [0, 1, 2])
+        propose = encode({"t": "propose", "k": 0, "dead": [1]}).tobytes()
+        data = encode("last words").tobytes()
+        world.kill(1)  # player 1 is dead; its last message arrived before anything else
+        await asyncio.sleep(0.05)
+        endpoint = me.endpoint
+        # Arrival order across links: player 2's agreement message first, then player 1's data.
+        endpoint._hold(2, Frame(int(Kind.CONTROL), int(Control.AGREEMENT), new_id, propose))
+        endpoint._hold(1, Frame(int(Kind.DATA), int(Tag.LOGSYNC), new_id, data))
+        late = me._child("split", 0, "late", [0, 1, 2])
+        assert late.comm_id == new_id
+        assert await late.recv(src=1, tag=Tag.LOGSYNC) == "last words"
+        with pytest.raises(PeerFailed):
+            await late.recv(src=1, tag=Tag.LOGSYNC)
