@@ -14,7 +14,6 @@ otherwise run before the input that came in meanwhile (an EXCLUDED notice, a DEC
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -182,5 +181,4 @@ class Rounds:
         for waiter in self.waiters.values():
             if not waiter.done():
                 waiter.cancel()
-        with contextlib.suppress(Exception):
-            self.waiters.clear()
+        self.waiters.clear()
