@@ -205,15 +205,24 @@ class Link(asyncio.BufferedProtocol):
                     return
             self._decrypt()
             return
+        self._decode(nbytes)
+
+    def _decode(self, nbytes: int) -> bool:
+        """Account ``nbytes`` of plaintext in the decoder's buffer; dispatch the frames.
+
+        Returns False once the link stopped taking frames (the peer broke the protocol, or
+        is being ignored).
+        """
         try:
             frames = self.decoder.buffer_updated(nbytes)
         except RemoteProtocolError as exc:
             self.protocol_error(exc)
-            return
+            return False
         for frame in frames:
             if self.ignoring:
-                return
+                return False
             self._dispatch(frame)
+        return not self.ignoring
 
     # -- TLS ---------------------------------------------------------------------------
     def _flush_tls(self) -> None:
@@ -269,17 +278,8 @@ class Link(asyncio.BufferedProtocol):
                 if self.transport is not None:
                     self.transport.abort()
                 return
-            if not count:
+            if not count or not self._decode(count):
                 break
-            try:
-                frames = self.decoder.buffer_updated(count)
-            except RemoteProtocolError as exc:
-                self.protocol_error(exc)
-                return
-            for frame in frames:
-                if self.ignoring:
-                    return
-                self._dispatch(frame)
         self._flush_tls()  # post-handshake messages (session tickets, key updates)
 
     def _send(self, data: bytes | memoryview) -> None:

@@ -63,3 +63,34 @@ def _no_unhandled_loop_errors():
 def caplog_warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.WARNING)
     return caplog
+
+
+@pytest.fixture
+def watchdog():
+    """Resume and then kill stray player processes if a test goes wrong, so nothing hangs
+    (a test that stops a player with SIGSTOP would otherwise wait for it forever)."""
+    import contextlib
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    done = threading.Event()
+
+    def guard() -> None:
+        if done.wait(60):
+            return
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGCONT)
+        if done.wait(10):
+            return
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=guard, daemon=True)
+    thread.start()
+    yield
+    done.set()
+    thread.join()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import itertools
 import os
@@ -13,8 +12,9 @@ import time
 
 import numpy
 import pytest
+from programs import recover, stopped_player_is_excluded
 
-from cicada_async import AsyncSocketCommunicator, Excluded, PeerFailed, Revoked, Terminated, Timeout
+from cicada_async import AsyncSocketCommunicator, PeerFailed, Revoked, Terminated
 from cicada_async._core.framing import Control
 from cicada_async.shamir import ShamirBasicProtocolSuite
 
@@ -43,12 +43,6 @@ def die_on_agreement(monkeypatch, rank, kind, after):
         return original(self, dst, code, value)
 
     monkeypatch.setattr(AsyncSocketCommunicator, "_send_control", send_control)
-
-
-async def recover(comm, name="shrunk", timeout=None):
-    await comm.revoke()
-    new, oldranks = await comm.shrink(name=name, timeout=timeout)
-    return new, oldranks
 
 
 def test_sigkill_during_a_collective_every_survivor_fails_at_the_same_step():
@@ -149,70 +143,9 @@ def test_participant_killed_after_proposing(monkeypatch):
     assert [results[r] for r in (0, 1, 2)] == [([0, 1, 2], [0, 1, 2])] * 3
 
 
-@pytest.fixture
-def watchdog():
-    """Resume and then kill stray children if a test goes wrong, so nothing can hang."""
-    import multiprocessing
-    import threading
-
-    done = threading.Event()
-
-    def guard():
-        if done.wait(60):
-            return
-        for child in multiprocessing.active_children():
-            with contextlib.suppress(OSError):
-                os.kill(child.pid, signal.SIGCONT)
-        if done.wait(10):
-            return
-        for child in multiprocessing.active_children():
-            with contextlib.suppress(OSError):
-                os.kill(child.pid, signal.SIGKILL)
-
-    thread = threading.Thread(target=guard, daemon=True)
-    thread.start()
-    yield
-    done.set()
-    thread.join()
-
-
 def test_sigstopped_player_is_excluded_and_told_after_sigcont(watchdog):
-    async def fn(comm):
-        if comm.rank == 2:
-            # Stopped anywhere in here; when it runs again, everything it tries must fail
-            # (Excluded, or Revoked/Timeout first), and it must never get a communicator.
-            try:
-                await comm.allgather(os.getpid())
-                await comm.barrier()
-                await comm.allgather("late")
-            except (Revoked, Timeout, Excluded, PeerFailed):
-                pass
-            try:
-                await recover(comm)
-            except Excluded:
-                return "excluded"
-            return "NOT EXCLUDED"
-        pids = await comm.allgather(os.getpid())
-        try:
-            # Once player 0 is past this barrier, everyone has finished the pid exchange; the
-            # stop may still catch player 2 between two sends of the barrier or the next step.
-            await comm.barrier()
-            if comm.rank == 0:
-                os.kill(pids[2], signal.SIGSTOP)
-            await comm.allgather("step")
-        except (Timeout, Revoked, PeerFailed):  # PeerFailed: the others already left it out
-            pass
-        start = time.monotonic()
-        new, oldranks = await recover(comm, timeout=0.5)
-        elapsed = time.monotonic() - start
-        values = await new.allgather(comm.rank)
-        if comm.rank == 0:
-            os.kill(pids[2], signal.SIGCONT)
-        await new.barrier()
-        return oldranks, values, elapsed
-
-    results = AsyncSocketCommunicator.run(world_size=4, fn=fn, timeout=1)
-    assert results[2] == "excluded"
+    results = AsyncSocketCommunicator.run(world_size=4, fn=stopped_player_is_excluded, timeout=1)
+    assert results[2] == "excluded", results
     for rank in (0, 1, 3):
         oldranks, values, elapsed = results[rank]
         assert oldranks == [0, 1, 3] and values == [0, 1, 3]

@@ -171,6 +171,7 @@ class Listener:
         self._path: str | None = None
         self._joins: asyncio.Queue[tuple[Link, Any]] = asyncio.Queue()
         self._unclaimed: set[Link] = set()
+        self._closing: list[Link] = []
 
     def __repr__(self) -> str:
         return f"<Listener {self.address}>"
@@ -211,6 +212,11 @@ class Listener:
         """Wait for the next accepted link that has sent its JOIN."""
         return await self._joins.get()
 
+    async def aclose(self) -> None:
+        """:meth:`close`, then wait (briefly) until the dropped links are really gone."""
+        self.close()
+        await _wait_closed(self._closing)
+
     def claim(self, link: Link) -> None:
         """The link was accepted into a world: the listener no longer owns it."""
         self._unclaimed.discard(link)
@@ -220,7 +226,8 @@ class Listener:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for link in self._unclaimed:
+        self._closing = list(self._unclaimed)
+        for link in self._closing:
             link.abort()
         self._unclaimed.clear()
         if self._path is not None:
@@ -288,7 +295,7 @@ async def _open_link(address: str, *, label: str, tls: TLSConfig | None, deadlin
         try:
             await link.handshake
         except (ssl.SSLError, OSError, ConnectionError) as exc:
-            link.abort()
+            await _abort_all([link])
             from ..tls import describe_ssl_error
 
             raise AuthenticationError(describe_ssl_error(exc, address, peer)) from exc
@@ -353,6 +360,21 @@ async def _join(link: Link, message: dict[str, Any], *, expect: int, world_size:
         raise _rejection_error(prefix, verdict, remote=False) from None
 
 
+async def _wait_closed(links: Any, timeout: float = 1.0) -> None:
+    """Wait (at most ``timeout``) until the transports of ``links`` have finished closing, so
+    nothing is left half-closed when the caller's event loop stops."""
+    pending = [link.lost for link in links if not link.lost.done() and link.transport is not None]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+
+
+async def _abort_all(links: Any) -> None:
+    links = list(links)
+    for link in links:
+        link.abort()
+    await _wait_closed(links)
+
+
 def _reject(link: Link, verdict: Rejected) -> None:
     link.write_raw(_hello_frame(HelloType.REJECT, handshake.reject_message(verdict.reason, verdict.message)))
     link.goodbye(1.0)
@@ -379,7 +401,7 @@ async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name
             if tls is not None:
                 _check_rank(tls, link, peer, prefix)
         except BaseException:
-            link.abort()
+            await _abort_all([link])
             raise
         link.peer = peer
         links[peer] = link
@@ -424,8 +446,7 @@ async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name
     try:
         await _gather_or_fail(tasks)
     except BaseException:
-        for link in links.values():
-            link.abort()
+        await _abort_all(links.values())
         raise
     missing = [peer for peer in range(world_size) if peer != rank and peer not in links]
     assert not missing, missing
@@ -572,7 +593,7 @@ async def rendezvous(*, listener: Listener, root_address: str, world_size: int, 
                     if tls is not None:
                         _check_rank(tls, link, 0, prefix)
                 except BaseException:
-                    link.abort()
+                    await _abort_all([link])
                     raise
                 link.peer = 0
                 links[0] = link
@@ -588,12 +609,10 @@ async def rendezvous(*, listener: Listener, root_address: str, world_size: int, 
             for link in links.values():
                 _reject(link, Rejected("auth", str(error)))
         else:
-            for link in links.values():
-                link.abort()
+            await _abort_all(links.values())
         raise error from None
     except BaseException:
-        for link in links.values():
-            link.abort()
+        await _abort_all(links.values())
         raise
     return Endpoint(rank=rank, world_size=world_size, links=links,
                     session=session_bytes(name, digest, addresses), limits=limits)
@@ -725,7 +744,7 @@ async def connect_world(*, world_size: int | None = None, rank: int | None = Non
         endpoint = await rendezvous(listener=listener, root_address=root_address, world_size=world_size,
                                     rank=rank, name=name, token=token, timer=timer, tls=tls, limits=limits)
     finally:
-        listener.close()
+        await listener.aclose()
     return AsyncSocketCommunicator(endpoint=endpoint, name=name, timeout=timeout)
 
 

@@ -181,7 +181,7 @@ async def _player(*, conn: multiprocessing.connection.Connection, rank: int, wor
             raise watch.exception()  # type: ignore[misc]
         endpoint = setup.result()
     finally:
-        listener.close()
+        await listener.aclose()
     conn.send(("ready",))
     communicator = AsyncSocketCommunicator(endpoint=endpoint, name=name, timeout=timeout)
     try:
@@ -199,12 +199,17 @@ def _player_main(*, conn: multiprocessing.connection.Connection, forked: bool, *
     if forked:
         _reset_after_fork()
     rank = options["rank"]
+    runner = asyncio.Runner(loop_factory=loop_factory())
     try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            result = runner.run(_player(conn=conn, **options))
+        result = runner.run(_player(conn=conn, **options))
         message: tuple[Any, ...] = ("result", result)
     except Exception as exc:
         message = ("failed", exc, traceback.format_exc())
+    finally:
+        try:
+            runner.close()
+        except Exception as exc:  # never let closing the loop hide how the player ended
+            log.debug("Comm %s player %s: closing the event loop: %r", options.get("name"), rank, exc)
     try:
         payload = pickle.dumps(message)
     except Exception as exc:

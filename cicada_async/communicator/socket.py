@@ -277,15 +277,18 @@ class AsyncSocketCommunicator(Communicator):
             return
         if header is None:
             header = _HEADER_PACK(_MAGIC, _DATA, 0, tag, self.comm_id, encoded.nbytes)
-        if link.write(header, encoded.parts, encoded.nbytes):
-            counter = self._sent.get((dst, tag))
-            if counter is None:
-                self._sent[(dst, tag)] = [1, encoded.nbytes]
-            else:
-                counter[0] += 1
-                counter[1] += encoded.nbytes
-        else:
+        self._count_sent(dst, tag, encoded.nbytes, link.write(header, encoded.parts, encoded.nbytes))
+
+    def _count_sent(self, dst: int, tag: int, nbytes: int, written: bool) -> None:
+        if not written:
             self._dropped += 1
+            return
+        counter = self._sent.get((dst, tag))
+        if counter is None:
+            self._sent[(dst, tag)] = [1, nbytes]
+        else:
+            counter[0] += 1
+            counter[1] += nbytes
 
     def _post_many(self, destinations: Sequence[int], tag: int, encoded: Encoded) -> None:
         """Hand the same frame to several links, in one step (no await in between)."""
@@ -297,15 +300,8 @@ class AsyncSocketCommunicator(Communicator):
                 link = links[dst]
                 if link is None:
                     self._deliver(dst, tag, decode(encoded.parts[0]), encoded.nbytes)
-                elif link.write_raw(frame):
-                    counter = self._sent.get((dst, tag))
-                    if counter is None:
-                        self._sent[(dst, tag)] = [1, encoded.nbytes]
-                    else:
-                        counter[0] += 1
-                        counter[1] += encoded.nbytes
                 else:
-                    self._dropped += 1
+                    self._count_sent(dst, tag, encoded.nbytes, link.write_raw(frame))
             return
         for dst in destinations:
             self._post(dst, tag, encoded, header)
