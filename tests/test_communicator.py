@@ -508,3 +508,19 @@ async def test_leaving_a_peer_out_still_delivers_what_reached_this_host_before()
         assert await a.recv(src=1, tag=4) == "before"
         with pytest.raises(PeerFailed):
             await a.recv(src=1, tag=4)
+
+
+async def test_collectives_at_16_players():
+    async with World(16) as world:
+        async def player(comm):
+            values = await comm.allgather(comm.rank)
+            root = await comm.broadcast(src=15, value="hi" if comm.rank == 15 else None)
+            gathered = await comm.gather(value=comm.rank * 2, dst=7)
+            mine = await comm.scatter(src=3, values=list(range(100, 116)) if comm.rank == 3 else None)
+            await comm.barrier()
+            return values, root, gathered, mine
+
+        results = await world.run(player)
+        for rank, (values, root, gathered, mine) in enumerate(results):
+            assert values == list(range(16)) and root == "hi" and mine == 100 + rank
+            assert gathered == ([2 * r for r in range(16)] if rank == 7 else None)

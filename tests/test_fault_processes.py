@@ -192,3 +192,23 @@ def test_fault_recovery_tutorial_log(capfd):
     assert lines[2] == "INFO:root:Iteration 2 comm world-1 total: 2.0"
     assert lines[-1] == "INFO:root:Iteration 22 not enough players to continue."
     assert "agrees" in output.stdout
+
+
+def test_two_players_revoking_at_once_while_traffic_races():
+    async def fn(comm):
+        sent = 0
+        try:
+            for step in range(200):
+                if step == 30 and comm.rank in (1, 3):
+                    await comm.revoke()  # two players revoke at the same step, mid-traffic
+                await comm.allgather(numpy.full(2000, step))
+                sent += 1
+        except Revoked:
+            pass
+        assert comm.revoked
+        new, oldranks = await recover(comm)
+        return sent, oldranks, await new.allgather(comm.rank)
+
+    results = AsyncSocketCommunicator.run(world_size=5, fn=fn, timeout=5)
+    assert {r[0] for r in results} <= {30, 31}  # no one gets more than a step past the revoke
+    assert all(r[1] == [0, 1, 2, 3, 4] and r[2] == [0, 1, 2, 3, 4] for r in results)

@@ -155,12 +155,15 @@ def test_shrink_after_a_sigkill_over_tls(creds, loop_kind):
             pass
         await comm.revoke()
         new, oldranks = await comm.shrink(name="tls-shrunk")
-        return oldranks, await new.allgather(comm.rank)
+        pair = await new.split(name="low" if new.rank < 2 else "high")
+        assert pair.endpoint is comm.endpoint and pair.endpoint.links[(comm.rank + 2) % 4].ssl_object is not None
+        return oldranks, await new.allgather(comm.rank), await pair.allgather(comm.rank)
 
     results = AsyncSocketCommunicator.run(world_size=4, fn=fn, identities=identities(creds, range(4)),
                                           trusted=trusted(creds, 4))
     assert results[1] == Terminated(-9)
-    assert [results[r] for r in (0, 2, 3)] == [([0, 2, 3], [0, 2, 3])] * 3
+    assert [results[r] for r in (0, 2, 3)] == [([0, 2, 3], [0, 2, 3], [0, 2]), ([0, 2, 3], [0, 2, 3], [0, 2]),
+                                               ([0, 2, 3], [0, 2, 3], [3])]
 
 
 def test_a_stopped_player_is_excluded_over_tls(creds, watchdog):
