@@ -85,7 +85,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import socket
 import subprocess
 import sys
@@ -98,6 +97,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
+from _common import command_line, core_count, package_version  # noqa: E402
 from _shamir_baselines import (  # noqa: E402
     MPYC_SEC_PARAM,
     OP_TITLES,
@@ -309,13 +309,6 @@ def run_worker(contender: str, spec: dict[str, Any], compare_python: str | None)
 # Environment
 
 
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 _PROBE = (
     "import importlib.metadata as m, importlib.util as u, json, platform, sys\n"
     "def v(name):\n"
@@ -340,21 +333,6 @@ def probe_python(python: str) -> dict[str, Any] | None:
     with contextlib.suppress(ValueError):
         return json.loads(completed.stdout.strip().splitlines()[-1])
     return None
-
-
-def core_count() -> str:
-    total = os.cpu_count()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = total
-    return f"{total}" if usable == total else f"{total} ({usable} usable by this process)"
-
-
-def command_line() -> str:
-    loop = os.environ.get("CICADA_ASYNC_LOOP")
-    prefix = f"CICADA_ASYNC_LOOP={shlex.quote(loop)} " if loop is not None else ""
-    return prefix + shlex.join([sys.executable, *sys.argv])
 
 
 # ---------------------------------------------------------------------------------------------

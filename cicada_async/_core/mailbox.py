@@ -16,7 +16,7 @@ Bytes queued per source are counted; going over ``max_queued_bytes`` raises
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["DEFAULT_MAX_QUEUED_BYTES", "Mailbox", "MailboxFull"]
@@ -159,7 +159,3 @@ class Mailbox:
     def queued_bytes(self, src: int) -> int:
         """Bytes of messages from ``src`` waiting to be received."""
         return self._queued[src]
-
-    def queued_messages(self) -> dict[Hashable, int]:
-        """Number of queued messages per ``(src, tag)`` (for statistics and debugging)."""
-        return {key: len(messages) for key, messages in self._messages.items()}

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._core.agreement import parse_message
 from .._core.codec import Encoded, decode, encode
-from .._core.framing import HEADER, MAGIC, Control, Frame, Kind, encode_header
+from .._core.framing import HEADER, MAGIC, TAG_MAX, TAG_MIN, Control, Frame, Kind, encode_header
 from .._core.ids import child_id, world_id
 from .._core.mailbox import Mailbox, MailboxFull
 from .._transport import Endpoint, Link, describe_loss
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["AsyncSocketCommunicator"]
 
-_TAG_MIN = -(1 << 31)
-_TAG_MAX = (1 << 31) - 1
 _EMPTY = encode(None)
 _HEADER_PACK = HEADER.pack
 _MAGIC = MAGIC
@@ -247,7 +245,7 @@ class AsyncSocketCommunicator(Communicator):
         tag = int(tag)
         if tag < 0 and tag not in Tag._value2member_map_:
             raise ValueError(f"tag {tag} is reserved: user tags must be >= 0")
-        if not _TAG_MIN <= tag <= _TAG_MAX:
+        if not TAG_MIN <= tag <= TAG_MAX:
             raise ValueError(f"tag {tag} does not fit in 32 bits")
         return tag
 
@@ -266,9 +264,6 @@ class AsyncSocketCommunicator(Communicator):
             raise Revoked(f"{self._prefix()}: the communicator was revoked")
 
     # -- sending ---------------------------------------------------------------------
-    def _header(self, kind: int, tag: int, nbytes: int) -> bytes:
-        return encode_header(kind, tag, self.comm_id, nbytes)
-
     def _post(self, dst: int, tag: int, encoded: Encoded, header: bytes | None = None) -> None:
         """Hand one data frame to the link to ``dst`` (or to our own mailbox)."""
         link = self._links[dst]
