@@ -6,10 +6,11 @@ When a player dies or hangs, the survivors ``revoke`` the communicator, ``await 
 to an agreed smaller group over the links they still have, and carry on.
 """
 
-from .communicator import AsyncSocketCommunicator, Communicator, Failed, Tag, Terminated
+from .communicator import AsyncSocketCommunicator, Communicator, Failed, Operation, Tag, Terminated
 from .errors import (
     AuthenticationError,
     CommunicatorError,
+    ConcurrencyError,
     Excluded,
     NotRunning,
     PeerFailed,
@@ -19,6 +20,7 @@ from .errors import (
     TokenMismatch,
 )
 from .logger import Logger
+from .operations import operation, scope
 
 __version__ = "0.1.0"
 
@@ -27,10 +29,12 @@ __all__ = [
     "AuthenticationError",
     "Communicator",
     "CommunicatorError",
+    "ConcurrencyError",
     "Excluded",
     "Failed",
     "Logger",
     "NotRunning",
+    "Operation",
     "PeerFailed",
     "RemoteProtocolError",
     "Revoked",
@@ -39,4 +43,6 @@ __all__ = [
     "Timeout",
     "TokenMismatch",
     "__version__",
+    "operation",
+    "scope",
 ]

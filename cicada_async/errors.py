@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "CommunicatorError",
+    "ConcurrencyError",
     "Excluded",
     "NotRunning",
     "PeerFailed",
@@ -88,3 +89,13 @@ class TokenMismatch(CommunicatorError, ValueError):
 
 class AuthenticationError(CommunicatorError):
     """A peer's certificate is untrusted, expired, or does not name the rank it claims."""
+
+
+class ConcurrencyError(CommunicatorError):
+    """An operation was called where its identity would not be the same on every player.
+
+    Typically: an undecorated coroutine started by ``asyncio.gather`` or ``create_task``
+    called an operation after its first ``await``, from a task that does not own the
+    current scope.  The message says how to fix it (``@cicada_async.operation`` or
+    ``with cicada_async.scope(key):``); see :mod:`cicada_async.operations`.
+    """

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any
 
-from .communicator.interface import Communicator, Tag
+from .communicator.interface import Communicator, Operation, Tag
 
 __all__ = ["Logger"]
 
@@ -80,61 +80,72 @@ class Logger:
         finally:
             self._sync = original["sync"]
 
-    async def debug(self, msg: object, *args: Any, src: int | Sequence[int] | None = None, **kwargs: Any) -> None:
+    def debug(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+              **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Log ``msg`` at DEBUG level (a collective when ``sync``)."""
-        await self.log(logging.DEBUG, msg, *args, src=src, **kwargs)
+        return self.log(logging.DEBUG, msg, *args, src=src, **kwargs)
 
-    async def info(self, msg: object, *args: Any, src: int | Sequence[int] | None = None, **kwargs: Any) -> None:
+    def info(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+             **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Log ``msg`` at INFO level (a collective when ``sync``)."""
-        await self.log(logging.INFO, msg, *args, src=src, **kwargs)
+        return self.log(logging.INFO, msg, *args, src=src, **kwargs)
 
-    async def warning(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
-                      **kwargs: Any) -> None:
+    def warning(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+                **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Log ``msg`` at WARNING level (a collective when ``sync``)."""
-        await self.log(logging.WARNING, msg, *args, src=src, **kwargs)
+        return self.log(logging.WARNING, msg, *args, src=src, **kwargs)
 
-    async def error(self, msg: object, *args: Any, src: int | Sequence[int] | None = None, **kwargs: Any) -> None:
+    def error(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+              **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Log ``msg`` at ERROR level (a collective when ``sync``)."""
-        await self.log(logging.ERROR, msg, *args, src=src, **kwargs)
+        return self.log(logging.ERROR, msg, *args, src=src, **kwargs)
 
-    async def critical(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
-                       **kwargs: Any) -> None:
+    def critical(self, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+                 **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Log ``msg`` at CRITICAL level (a collective when ``sync``)."""
-        await self.log(logging.CRITICAL, msg, *args, src=src, **kwargs)
+        return self.log(logging.CRITICAL, msg, *args, src=src, **kwargs)
 
-    async def log(self, level: int, msg: object, *args: Any, src: int | Sequence[int] | None = None,
-                  **kwargs: Any) -> None:
+    def log(self, level: int, msg: object, *args: Any, src: int | Sequence[int] | None = None,
+            **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Log ``msg`` at ``level``; only players in ``src`` (default: all) write.
 
         With ``sync`` the writers go in rank order, each waiting for the previous one; the
-        last writer then releases everybody, so all members return together.  Raises what
-        the communicator raises (e.g. ``Revoked``) when ``sync`` is on.
+        last writer then releases everybody, so all members return together.  A synchronised
+        call is an operation: it takes its identity when called (see
+        :mod:`cicada_async.operations`), and raises what the communicator raises (e.g.
+        ``Revoked``).  Without ``sync`` it writes at once, locally.
         """
         comm = self._communicator
         writers = self._writers(src)
-        kwargs.setdefault("stacklevel", 3)
         if not self._sync:
             if comm.rank in writers:
+                kwargs.setdefault("stacklevel", 3)  # the caller of debug(), info(), ...
                 self._logger.log(level, msg, *args, **kwargs)
-            return
-        if not writers:
-            await comm.barrier()
-            return
+            return _done()
+        kwargs.setdefault("stacklevel", 2)  # the coroutine that awaits the call
+        operation = comm.begin(Tag.LOGSYNC)
+        return self._log_in_order(operation, writers, level, msg, args, kwargs)
+
+    async def _log_in_order(self, operation: Operation, writers: list[int], level: int, msg: object,
+                            args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        comm = self._communicator
         rank = comm.rank
+        others = [other for other in comm.ranks if other != rank]
+        if not writers:
+            await comm.exchange(operation, send=dict.fromkeys(others), recv=others)
+            return
         last = writers[-1]
         if rank in writers:
             position = writers.index(rank)
-            if position:
-                await comm.recv(src=writers[position - 1], tag=Tag.LOGSYNC)
+            # Round 0: the baton, from each writer to the next.
+            await comm.exchange(operation, send={}, recv=[writers[position - 1]] if position else [])
             self._logger.log(level, msg, *args, **kwargs)
             if rank != last:
-                await comm.send(value=None, dst=writers[position + 1], tag=Tag.LOGSYNC)
-        if rank == last:
-            for other in comm.ranks:
-                if other != rank:
-                    await comm.send(value=None, dst=other, tag=Tag.LOGSYNC)
+                await comm.exchange(operation, send={writers[position + 1]: None}, recv=[])
+        if rank == last:  # round 1: the last writer releases everybody
+            await comm.exchange(operation, round=1, send=dict.fromkeys(others), recv=[])
         else:
-            await comm.recv(src=last, tag=Tag.LOGSYNC)
+            await comm.exchange(operation, round=1, send={}, recv=[last])
 
     def _writers(self, src: int | Sequence[int] | None) -> list[int]:
         comm = self._communicator
@@ -149,3 +160,7 @@ class Logger:
         if any(not 0 <= rank < comm.world_size for rank in writers):
             raise ValueError(f"src ranks must be in [0, {comm.world_size}), got {writers}")
         return writers
+
+
+async def _done() -> None:
+    return None

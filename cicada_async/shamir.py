@@ -25,15 +25,14 @@ rounded to ``precision`` bits, off by at most ``threshold // 2 + 1`` units in th
 
 from __future__ import annotations
 
-import asyncio
 import numbers
-from collections.abc import Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 import numpy
 
 from .arithmetic import Field, MersenneField, field, secure_words
-from .communicator.interface import Communicator, Tag
+from .communicator.interface import Communicator, Operation, Tag
 from .encoding import FixedPoint
 from .errors import RemoteProtocolError
 
@@ -199,35 +198,28 @@ class ShamirBasicProtocolSuite:
             raise RemoteProtocolError(f"player {src} sent an invalid share: {exc}", rank=src) from None
 
     # -- communication helpers -------------------------------------------------------
-    async def _exchange(self, outgoing: Sequence[Any], tag: int) -> list[Any]:
+    async def _exchange(self, operation: Operation, outgoing: Sequence[Any], round_: int = 0) -> list[Any]:
         """All-to-all: send ``outgoing[d]`` to every other member d, in one step; return what
         each member sent us (our own entry taken from ``outgoing``)."""
-        comm = self._communicator
-        rank = comm.rank
-        tasks = [comm.isend(value=outgoing[dst], dst=dst, tag=tag) for dst in comm.ranks if dst != rank]
-        received: list[Any] = []
-        try:
-            for src in comm.ranks:
-                received.append(outgoing[rank] if src == rank else await comm.recv(src=src, tag=tag))
-        finally:
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return received
+        ranks = self._communicator.ranks
+        return await self._communicator.exchange(operation, round=round_, send=dict(zip(ranks, outgoing, strict=True)),
+                                                 recv=ranks)
 
     def _poly_shares(self, storage: numpy.ndarray) -> numpy.ndarray:
         return self._field.polynomial_shares(storage, self._threshold - 1, self._xs, generator=self._generator)
 
     # -- sharing and revealing -------------------------------------------------------
-    async def share(self, *, src: int, secret: numpy.ndarray | None, shape: Any,
-                    encoding: Any = None) -> ShamirArrayShare:
+    def share(self, *, src: int, secret: numpy.ndarray | None, shape: Any,
+              encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: player ``src`` secret-shares ``secret``; everyone gets its share.
 
         ``secret`` is ignored on other players; ``shape`` must be given alike by everyone.
         One round (a scatter).
         """
         comm = self._communicator
+        if not isinstance(src, numbers.Integral) or not 0 <= src < comm.world_size:
+            raise ValueError(f"src must be a rank in [0, {comm.world_size}), got {src!r}")
+        operation = comm.begin(Tag.SHARE)
         shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
         encoding = self._encoding if encoding is None else encoding
         values = None
@@ -238,11 +230,17 @@ class ShamirBasicProtocolSuite:
                 raise ValueError(f"secret has shape {secret.shape}, expected {shape}")
             shares = self._poly_shares(encoding.encode(secret, self._field))
             values = [self._field.to_wire(shares[i, ...]) for i in range(comm.world_size)]
-        received = await comm.scatter(src=src, values=values)
+        return self._share_body(operation, int(src), values, shape)
+
+    async def _share_body(self, operation: Operation, src: int, values: list[Any] | None,
+                          shape: tuple[int, ...]) -> ShamirArrayShare:
+        comm = self._communicator
+        send = dict(zip(comm.ranks, values, strict=True)) if values is not None else {}
+        received = (await comm.exchange(operation, send=send, recv=[src]))[0]
         return ShamirArrayShare(self._received(received, shape, src))
 
-    async def reveal(self, share: ShamirArrayShare, *, dst: int | Sequence[int] | None = None,
-                     encoding: Any = None) -> numpy.ndarray | None:
+    def reveal(self, share: ShamirArrayShare, *, dst: int | Sequence[int] | None = None,
+               encoding: Any = None) -> Coroutine[Any, Any, numpy.ndarray | None]:
         """Collective: reveal a secret to ``dst`` (default: everyone); others get None.
 
         Every member sends its share to every member of ``dst`` in one round; each member of
@@ -260,23 +258,17 @@ class ShamirBasicProtocolSuite:
             destinations = sorted({int(d) for d in dst})
         if any(not 0 <= d < comm.world_size for d in destinations):
             raise ValueError(f"dst ranks must be in [0, {comm.world_size})")
+        operation = comm.begin(Tag.REVEAL)
+        return self._reveal_body(operation, share, destinations, encoding)
+
+    async def _reveal_body(self, operation: Operation, share: ShamirArrayShare, destinations: list[int],
+                           encoding: Any) -> numpy.ndarray | None:
+        comm = self._communicator
         wire = self._field.to_wire(share.storage)
-        if len(destinations) == comm.world_size:
-            received = await comm.allgather(wire)
-        else:
-            tasks = [comm.isend(value=wire, dst=d, tag=Tag.REVEAL) for d in destinations if d != comm.rank]
-            received = None
-            try:
-                if comm.rank in destinations:
-                    received = [wire if src == comm.rank else await comm.recv(src=src, tag=Tag.REVEAL)
-                                for src in comm.ranks]
-            finally:
-                results = await asyncio.gather(*tasks, return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            if received is None:
-                return None
+        recv = comm.ranks if comm.rank in destinations else []
+        received = await comm.exchange(operation, send=dict.fromkeys(destinations, wire), recv=recv)
+        if not recv:
+            return None
         return encoding.decode(self._open(received, share.shape), self._field)
 
     def _open(self, received: list[Any], shape: tuple[int, ...], degree: int | None = None) -> numpy.ndarray:
@@ -297,29 +289,35 @@ class ShamirBasicProtocolSuite:
                 rows[src] = checked.reshape(-1).view(numpy.uint8)
         return self._field.recombine(shares, coefficients)
 
-    async def reshare(self, operand: ShamirArrayShare) -> ShamirArrayShare:
+    def reshare(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: fresh random shares of the same secret (one all-to-all round)."""
         operand = self._share(operand, "operand")
-        return ShamirArrayShare(await self._reshare(operand.storage, Tag.RESHARE))
+        return self._wrap(self._reshare(self._communicator.begin(Tag.RESHARE), operand.storage))
 
-    async def _reshare(self, storage: numpy.ndarray, tag: int) -> numpy.ndarray:
+    @staticmethod
+    async def _wrap(body: Awaitable[numpy.ndarray]) -> ShamirArrayShare:
+        return ShamirArrayShare(await body)
+
+    async def _reshare(self, operation: Operation, storage: numpy.ndarray) -> numpy.ndarray:
         shares = self._poly_shares(storage)
         outgoing = [self._field.to_wire(shares[i, ...]) for i in range(len(self._xs))]
-        received = await self._exchange(outgoing, tag)
+        received = await self._exchange(operation, outgoing)
         # The shares we received are of polynomials of degree t-1 evaluated at every member's
         # index; recombining them with the coefficients for the *product's* degree, 2(t-1),
         # reduces the degree (for a plain reshare this is merely more terms than needed).
         return self._open(received, storage.shape, degree=2 * (self._threshold - 1))
 
-    async def field_uniform(self, *, shape: Any = None) -> ShamirArrayShare:
+    def field_uniform(self, *, shape: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: a share of a field element array, uniformly random and known to nobody.
 
         Every member contributes randomness (one all-to-all round).
         """
         shape = () if shape is None else ((shape,) if isinstance(shape, numbers.Integral) else tuple(shape))
+        return self._field_uniform(self._communicator.begin(Tag.UNIFORM), shape)
+
+    async def _field_uniform(self, operation: Operation, shape: tuple[int, ...]) -> ShamirArrayShare:
         mine = self._poly_shares(self._field.uniform(shape, generator=self._generator))
-        received = await self._exchange([self._field.to_wire(mine[i, ...]) for i in range(len(self._xs))],
-                                         Tag.UNIFORM)
+        received = await self._exchange(operation, [self._field.to_wire(mine[i, ...]) for i in range(len(self._xs))])
         total = self._received(received[0], shape, 0)
         for src in range(1, len(received)):
             total = self._field.add(total, self._received(received[src], shape, src))
@@ -383,20 +381,23 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
                 f"got {communicator.world_size}")
 
     # -- field products --------------------------------------------------------------
-    async def field_multiply(self, lhs: Any, rhs: Any) -> ShamirArrayShare:
+    def field_multiply(self, lhs: Any, rhs: Any) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Elementwise field product.  Private x private: one round (degree reduction);
         with a public operand (a field array): local."""
+        operation = self._communicator.begin(Tag.MULTIPLY)
         product, private = self._product(lhs, rhs, self._field.multiply)
-        if not private:
-            return ShamirArrayShare(product)
-        return ShamirArrayShare(await self._reshare(product, Tag.MULTIPLY))
+        return self._finish_product(operation, product, private)
 
-    async def field_dot(self, lhs: Any, rhs: Any) -> ShamirArrayShare:
+    def field_dot(self, lhs: Any, rhs: Any) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Field dot product (numpy.dot semantics), one round when both operands are private."""
+        operation = self._communicator.begin(Tag.DOT)
         product, private = self._product(lhs, rhs, self._field.dot)
+        return self._finish_product(operation, product, private)
+
+    async def _finish_product(self, operation: Operation, product: numpy.ndarray, private: bool) -> ShamirArrayShare:
         if not private:
             return ShamirArrayShare(product)
-        return ShamirArrayShare(await self._reshare(product, Tag.MULTIPLY))
+        return ShamirArrayShare(await self._reshare(operation, product))
 
     def _product(self, lhs: Any, rhs: Any, operation: Any,
                  encoding: Any = None) -> tuple[numpy.ndarray, bool]:
@@ -412,36 +413,36 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         return operation(left, right), left_private and right_private
 
     # -- encoded products ------------------------------------------------------------
-    async def multiply(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> ShamirArrayShare:
+    def multiply(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Elementwise product of encoded values (either operand may be public).
 
         With a fixed-point encoding the result is truncated back to ``precision``
         fractional bits: two rounds in all.
         """
-        return await self._encoded_product(lhs, rhs, encoding, self._field.multiply)
+        return self._encoded_product(lhs, rhs, encoding, self._field.multiply, Tag.MULTIPLY)
 
-    async def dot(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> ShamirArrayShare:
+    def dot(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Dot product of encoded vectors (numpy.dot semantics), truncated for fixed point."""
-        return await self._encoded_product(lhs, rhs, encoding, self._field.dot)
+        return self._encoded_product(lhs, rhs, encoding, self._field.dot, Tag.DOT)
 
-    async def matvec(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> ShamirArrayShare:
+    def matvec(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Matrix (2-d) times vector (1-d) of encoded values, truncated for fixed point."""
         left = lhs.storage if isinstance(lhs, ShamirArrayShare) else numpy.asarray(lhs)
         right = rhs.storage if isinstance(rhs, ShamirArrayShare) else numpy.asarray(rhs)
         if left.ndim != 2 or right.ndim != 1 or left.shape[1] != right.shape[0]:
             raise ValueError(f"matvec needs a (m, n) matrix and an (n,) vector, "
                              f"got {left.shape} and {right.shape}")
-        return await self._encoded_product(lhs, rhs, encoding, self._field.dot)
+        return self._encoded_product(lhs, rhs, encoding, self._field.dot, Tag.DOT)
 
-    async def _encoded_product(self, lhs: Any, rhs: Any, encoding: Any, operation: Any) -> ShamirArrayShare:
+    def _encoded_product(self, lhs: Any, rhs: Any, encoding: Any, operation: Any,
+                         kind: int) -> Coroutine[Any, Any, ShamirArrayShare]:
         encoding = self._encoding if encoding is None else encoding
-        product, private = self._product(lhs, rhs, operation, encoding)
         bits = int(getattr(encoding, "precision", 0) or 0)
+        op = self._communicator.begin(Tag.TRUNCATE if bits else kind)
+        product, private = self._product(lhs, rhs, operation, encoding)
         if not bits:
-            if private:
-                product = await self._reshare(product, Tag.MULTIPLY)
-            return ShamirArrayShare(product)
-        return ShamirArrayShare(await self._reduce_and_truncate(product, bits, reduce=private))
+            return self._finish_product(op, product, private)
+        return self._wrap(self._reduce_and_truncate(op, product, bits, reduce=private))
 
     # -- probabilistic truncation ----------------------------------------------------
     def _truncation_bound(self, bits: int) -> int:
@@ -453,7 +454,8 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
             raise ValueError(f"precision {bits} is too large for truncation in {self._field!r}")
         return bound
 
-    async def _reduce_and_truncate(self, product: numpy.ndarray, bits: int, *, reduce: bool) -> numpy.ndarray:
+    async def _reduce_and_truncate(self, operation: Operation, product: numpy.ndarray, bits: int, *,
+                                   reduce: bool) -> numpy.ndarray:
         """Degree-reduce ``product`` (if ``reduce``) and divide it by 2**bits, in two rounds."""
         k = self._truncation_bound(bits)
         comm = self._communicator
@@ -474,7 +476,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
             for dst in range(n):
                 outgoing[dst] += [self._field.to_wire(mask_shares[dst, ...]),
                                   self._field.to_wire(top_shares[dst, ...])]
-        received = await self._exchange([tuple(parts) for parts in outgoing], Tag.MULTIPLY)
+        received = await self._exchange(operation, [tuple(parts) for parts in outgoing])
         # Round 1 results: the reduced product and the sums of the masks.
         position = 0
         if reduce:
@@ -495,7 +497,9 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         # rather than floor); no wrap-around, as the field has room.
         offset = self._field.full(shape, (1 << (k - 1)) + (1 << (bits - 1)))
         masked = self._field.add(self._field.add(value, offset), masks)
-        revealed = self._open(await comm.allgather(self._field.to_wire(masked)), shape)
+        wire = self._field.to_wire(masked)
+        revealed = self._open(await comm.exchange(operation, round=1, send=dict.fromkeys(comm.ranks, wire),
+                                                  recv=comm.ranks), shape)
         # floor(c / 2**bits) = floor(y / 2**bits) + sum(floor(r_i / 2**bits)) + carry, where the
         # carry (0..threshold) has mean ~threshold/2: subtract that instead.
         constant = self._field.subtract(_shift_right(revealed, bits),

@@ -27,6 +27,7 @@ from typing import Any
 from ._transport import Endpoint, Limits, Link
 from .communicator.connect import Timer, direct, listen
 from .communicator.socket import AsyncSocketCommunicator
+from .operations import spawn_with_own_root
 
 __all__ = ["World", "create_world"]
 
@@ -100,6 +101,7 @@ class World:
         self.comms: list[AsyncSocketCommunicator] = []
         self.killed: set[int] = set()
         self._tasks: dict[int, asyncio.Task[Any]] = {}
+        self._runs = 0  # run() calls: each gives every player a root scope named after it
 
     async def __aenter__(self) -> World:
         self.comms = await create_world(self.world_size, **self._options)  # type: ignore[arg-type]
@@ -126,11 +128,16 @@ class World:
                   ranks: Sequence[int] | None = None, *, return_exceptions: bool = False) -> list[Any]:
         """Run ``fn(comm)`` on every player (or ``ranks``) concurrently; return the results.
 
-        A player killed with :meth:`kill` while running gets ``None`` as its result.
+        Each player's ``fn`` is called, and runs, with a root scope of its own (see
+        :mod:`cicada_async.operations`), as if it were alone in its process.  A player killed
+        with :meth:`kill` while running gets ``None`` as its result.
         """
         if ranks is None:
             ranks = [rank for rank in range(self.world_size) if rank not in self.killed]
-        tasks = {rank: asyncio.ensure_future(fn(self.comms[rank])) for rank in ranks}
+        # Each player numbers its operations from a root scope of its own, as in a process of its own.
+        self._runs += 1
+        label = ("cicada_async.testing.World.run", self._runs)
+        tasks = {rank: spawn_with_own_root(label, fn, self.comms[rank]) for rank in ranks}
         self._tasks.update(tasks)
         try:
             results = await asyncio.gather(*tasks.values(), return_exceptions=True)
@@ -147,11 +154,18 @@ class World:
         return output
 
     def kill(self, rank: int) -> None:
-        """Kill player ``rank``: its task is cancelled and every link it has drops at once."""
+        """Kill player ``rank``: its task is cancelled and every link it has drops at once.
+
+        Frames it had written are on their way first, as a process's writes are in the
+        kernel once it dies (small frames a link joins until the end of the loop's turn are
+        handed over before the links drop).
+        """
         self.killed.add(rank)
         task = self._tasks.get(rank)
         if task is not None:
             task.cancel()
+        for link in self.endpoints[rank].links.values():
+            link.flush_now()
         self.endpoints[rank].abort()
 
     def cut(self, rank: int, peer: int) -> None:

@@ -19,7 +19,7 @@ from cicada_async import (
     Tag,
     Timeout,
 )
-from cicada_async._core.framing import Kind, encode_header
+from cicada_async._core.framing import Kind, encode_header, header
 from cicada_async._transport import Limits
 from cicada_async.testing import World
 
@@ -167,24 +167,20 @@ async def test_callers_own_timeout_and_cancellation_pass_through_and_lose_nothin
 
 async def test_cancelled_after_the_message_was_handed_over_puts_it_back():
     async with World(2) as world:
-        a = world.comms[0]
+        a, b = world.comms
         task = asyncio.ensure_future(a.recv(src=1, tag=0))
         await asyncio.sleep(0)  # the receive is now waiting
+        world.stall(0)
+        await b.send(value="kept", dst=0, tag=0)
+        await asyncio.sleep(0.01)  # the frame has reached player 0's socket, unread
         # In one step, with no chance for the task to run in between: the frame is handed
         # to the waiting receive, then the receiver's caller cancels it.
-        a._on_frame(1, next(iter(_data_frames(a, "kept"))))
+        world.link(0, 1).read_available()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        world.resume(0)
         assert await a.recv(src=1, tag=0) == "kept"
-
-
-def _data_frames(comm, value, tag=0):
-    from cicada_async._core.codec import encode
-    from cicada_async._core.framing import Frame
-
-    payload = encode(value).tobytes()
-    yield Frame(int(Kind.DATA), tag, comm.comm_id, payload)
 
 
 async def test_killed_peer_is_detected_at_once_after_its_earlier_messages():
@@ -243,7 +239,27 @@ async def test_argument_errors_before_anything_is_sent():
         with pytest.raises(ValueError, match="timeout"):
             a.timeout = 0
         assert a.stats["total"]["sent"]["messages"] == 0
-        await a.send(value=1, dst=1, tag=Tag.LOGSYNC)  # library tags are allowed
+
+
+@pytest.mark.parametrize("tag", [-1, Tag.ALLGATHER, Tag.LOGSYNC, -(2**31), 2**31, 2**40])
+async def test_reserved_and_oversized_tags_are_refused(tag):
+    """Negative tags are the library's (a user's send(tag=-1) used to shift every later
+    allgather on the receiver by one); tags travel as 32-bit integers."""
+    async with World(2) as world:
+        a, b = world.comms
+        what = "reserved" if tag < 0 else "32 bits"
+        with pytest.raises(ValueError, match=what):
+            await a.send(value=1, dst=1, tag=tag)
+        with pytest.raises(ValueError, match=what):
+            await b.recv(src=0, tag=tag)
+        with pytest.raises(ValueError, match=what):
+            a.isend(value=1, dst=1, tag=tag)
+        with pytest.raises(ValueError, match=what):
+            b.irecv(src=0, tag=tag)
+        assert a.stats["total"]["sent"]["messages"] == 0
+        assert await asyncio.gather(a.allgather("a"), b.allgather("b")) == [["a", "b"]] * 2
+        await a.send(value="largest", dst=1, tag=2**31 - 1)
+        assert await b.recv(src=0, tag=2**31 - 1) == "largest"
 
 
 async def test_stats_count_messages_and_bytes():
@@ -403,7 +419,7 @@ async def _expect_protocol_error(world, garbage: bytes, match: str):
 @pytest.mark.parametrize(
     "garbage, match",
     [
-        (b"GET / HTTP/1.1\r\n\r\n" + b"\x00" * 10, "magic"),
+        (b"GET / HTTP/1.1\r\n\r\n" + b"\x00" * 20, "magic"),
         (encode_header(99, 0, 1, 0), "kind"),
         (encode_header(Kind.DATA, 0, 1, 2**40), "exceeds"),
         (encode_header(Kind.HELLO, 1, 0, 0), "unexpected HELLO"),
@@ -467,7 +483,8 @@ def test_errors_are_picklable():
 
 
 def test_header_layout_is_stable():
-    assert encode_header(Kind.DATA, -6, 5, 3) == struct.pack("<BBHiQQ", 0xCA, 1, 0, -6, 5, 3)
+    assert encode_header(Kind.DATA, -6, 5, 3) == struct.pack("<BBHiQQQ", 0xCA, 1, 0, -6, 5, 0, 3)
+    assert header(Kind.DATA, 2, -6, 5, 2**64 - 1, 3) == struct.pack("<BBHiQQQ", 0xCA, 1, 2, -6, 5, 2**64 - 1, 3)
 
 
 @pytest.mark.both_loops

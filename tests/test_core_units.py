@@ -38,85 +38,108 @@ def test_core_never_imports_io_modules():
             assert not forbidden.intersection(names), f"{path.name} imports {names}"
 
 
+K = (1, 0xABC, 0)  # (source, ident, round)
+
+
 def test_message_first_then_receiver():
     m = box()
-    assert m.deliver(1, 5, "a", 10) is None
-    assert m.deliver(1, 5, "b", 10) is None
+    assert m.deliver(K, 7, "a", 10) is None
+    assert m.deliver(K, 7, "b", 10) is None
     assert m.queued_bytes(1) == 20
-    assert m.take(1, 5) == (True, "a")
-    assert m.take(1, 5) == (True, "b")
-    assert m.take(1, 5) == (False, None)
+    assert m.take(K) == (7, "a")  # the tag comes along, for the receiver to check
+    assert m.take(K) == (7, "b")
+    assert m.take(K) is None
     assert m.queued_bytes(1) == 0
 
 
 def test_receiver_first_then_message_fifo_and_skips_finished_waiters():
     m = box()
+    key = (2, 5, 0)
     first, second, third = Waiter(), Waiter(), Waiter()
     for w in (first, second, third):
-        m.wait(2, 0, w)
+        m.wait(key, w)
     first.done = True  # e.g. cancelled meanwhile
-    assert m.deliver(2, 0, "x") is second
-    assert m.deliver(2, 0, "y") is third
-    assert m.deliver(2, 0, "z") is None
-    assert m.take(2, 0) == (True, "z")
+    assert m.deliver(key, 0, "x") is second
+    assert m.deliver(key, 0, "y") is third
+    assert m.deliver(key, 0, "z") is None
+    assert m.take(key) == (0, "z")
 
 
-def test_tags_and_sources_are_independent():
+def test_sources_idents_and_rounds_are_independent():
     m = box()
-    m.deliver(0, 1, "a")
-    m.deliver(1, 0, "b")
-    assert m.take(0, 0) == (False, None)
-    assert m.take(1, 1) == (False, None)
-    assert m.take(1, 0) == (True, "b")
+    m.deliver((0, 1, 0), -1, "a")
+    m.deliver((1, 0, 0), -1, "b")
+    m.deliver((1, 0, 1), -1, "c")
+    assert m.take((0, 0, 0)) is None
+    assert m.take((1, 1, 0)) is None
+    assert m.take((1, 0, 1)) == (-1, "c")
+    assert m.take((1, 0, 0)) == (-1, "b")
 
 
 def test_forget_and_put_back():
     m = box()
+    key = (0, 0, 0)
     w = Waiter()
-    m.wait(0, 0, w)
-    m.forget(0, 0, w)
-    m.forget(0, 0, w)  # harmless twice
-    assert m.deliver(0, 0, "a", 3) is None
-    m.deliver(0, 0, "b", 3)
-    assert m.take(0, 0) == (True, "a")
-    m.put_back(0, 0, "a", 3)
-    assert m.take(0, 0) == (True, "a")
+    m.wait(key, w)
+    m.forget(key, w)
+    m.forget(key, w)  # harmless twice
+    assert m.deliver(key, 0, "a", 3) is None
+    m.deliver(key, 0, "b", 3)
+    assert m.take(key) == (0, "a")
+    m.put_back(key, 0, "a", 3)
+    assert m.take(key) == (0, "a")
     assert m.queued_bytes(0) == 3
+
+
+def test_abandoned_keys_drop_their_message_whenever_it_comes():
+    m = box()
+    late, queued = (1, 10, 0), (1, 11, 0)
+    m.deliver(queued, -5, "already here", 4)
+    m.abandon(queued)  # its operation was cancelled: the queued message goes
+    m.abandon(late)  # ... and one still to come is dropped on arrival
+    assert m.queued_bytes(1) == 0
+    assert m.deliver(late, -5, "late") is None
+    assert m.take(late) is None and m.take(queued) is None
+    assert m.dropped == 2
+    assert m.deliver(late, -5, "a later message with the same key is kept") is None  # only one was owed
+    m.abandon((2, 12, 0))
+    m.end(2, "failed")  # a source that ended sends nothing more: its abandoned keys are forgotten
+    assert m.deliver((2, 12, 0), -5, "x") is None and m.take((2, 12, 0)) == (-5, "x")
 
 
 def test_end_keeps_first_reason_and_returns_stranded_waiters():
     m = box()
     w1, w2, w3 = Waiter(), Waiter(), Waiter()
-    m.wait(1, 0, w1)
-    m.wait(1, 7, w2)
-    m.wait(2, 0, w3)
-    m.deliver(1, 9, "kept")
+    m.wait((1, 0, 0), w1)
+    m.wait((1, 7, 0), w2)
+    m.wait((2, 0, 0), w3)
+    m.deliver((1, 9, 0), 0, "kept")
     stranded = m.end(1, "revoked")
-    assert sorted((tag, id(w)) for tag, w in stranded) == sorted([(0, id(w1)), (7, id(w2))])
+    assert sorted((key, id(w)) for key, w in stranded) == sorted([((1, 0, 0), id(w1)), ((1, 7, 0), id(w2))])
     assert m.end(1, "failed") == []
     assert m.ended(1) == "revoked"
     assert m.ended(2) is None
-    assert m.take(1, 9) == (True, "kept")  # what came before the end is still delivered
+    assert m.take((1, 9, 0)) == (0, "kept")  # what came before the end is still delivered
 
 
 def test_mailbox_cap():
     m = box(max_queued_bytes=100)
-    m.deliver(0, 0, "a", 60)
+    m.deliver((0, 0, 0), 0, "a", 60)
     with pytest.raises(MailboxFull, match="player 0"):
-        m.deliver(0, 0, "b", 60)
-    m.deliver(1, 0, "c", 60)  # per source
+        m.deliver((0, 0, 0), 0, "b", 60)
+    m.deliver((1, 0, 0), 0, "c", 60)  # per source
     w = Waiter()
-    m.wait(0, 1, w)
-    assert m.deliver(0, 1, "d", 1000) is w  # taken at once: never queued, never counted
+    m.wait((0, 1, 0), w)
+    assert m.deliver((0, 1, 0), 0, "d", 1000) is w  # taken at once: never queued, never counted
 
 
 def test_close_returns_everything_pending():
     m = box()
     w = Waiter()
-    m.wait(0, 3, w)
-    m.deliver(1, 1, "x", 5)
-    assert m.close() == [(0, 3, w)]
-    assert m.take(1, 1) == (False, None)
+    m.wait((0, 3, 0), w)
+    m.deliver((1, 1, 0), 0, "x", 5)
+    assert m.close() == [((0, 3, 0), w)]
+    assert m.take((1, 1, 0)) is None
     assert m.queued_bytes(1) == 0
 
 

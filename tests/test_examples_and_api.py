@@ -36,16 +36,19 @@ def test_secret_sum_example():
 
 def test_public_api_is_pinned():
     assert set(cicada_async.__all__) == {
-        "AsyncSocketCommunicator", "AuthenticationError", "Communicator", "CommunicatorError", "Excluded",
-        "Failed", "Logger", "NotRunning", "PeerFailed", "RemoteProtocolError", "Revoked", "Tag", "Terminated",
-        "Timeout", "TokenMismatch", "__version__",
+        "AsyncSocketCommunicator", "AuthenticationError", "Communicator", "CommunicatorError",
+        "ConcurrencyError", "Excluded", "Failed", "Logger", "NotRunning", "Operation", "PeerFailed",
+        "RemoteProtocolError", "Revoked", "Tag", "Terminated", "Timeout", "TokenMismatch", "__version__",
+        "operation", "scope",
     }
+    assert cicada_async.operation is cicada_async.operations.operation
+    assert cicada_async.scope is cicada_async.operations.scope
     for name in ("AsyncSocketCommunicator", "Communicator", "Failed", "Terminated", "Tag"):
         assert getattr(communicator_module, name) is getattr(cicada_async, name)
     for name in ("Timer", "listen", "direct", "rendezvous"):
         assert callable(getattr(connect_module, name))
     for name in ("CommunicatorError", "Timeout", "PeerFailed", "Revoked", "Excluded", "NotRunning",
-                 "TokenMismatch", "AuthenticationError", "RemoteProtocolError"):
+                 "TokenMismatch", "AuthenticationError", "RemoteProtocolError", "ConcurrencyError"):
         assert getattr(errors_module, name) is getattr(cicada_async, name)
         assert issubclass(getattr(errors_module, name), cicada_async.CommunicatorError)
     assert issubclass(cicada_async.Timeout, TimeoutError)
@@ -59,10 +62,11 @@ def test_communicator_methods_and_coroutines():
     import inspect
 
     cls = cicada_async.AsyncSocketCommunicator
-    for name in ("send", "recv", "allgather", "barrier", "broadcast", "gather", "gatherv", "scatter", "scatterv",
-                 "revoke", "shrink", "split", "free", "connect"):
+    for name in ("send", "recv", "revoke", "shrink", "split", "free", "connect", "exchange", "exchange_batch"):
         assert inspect.iscoroutinefunction(getattr(cls, name)), name
-    for name in ("isend", "irecv", "run", "override"):
+    # Operations take their identity when called, so they are plain methods returning awaitables.
+    for name in ("allgather", "barrier", "broadcast", "gather", "gatherv", "scatter", "scatterv", "begin",
+                 "isend", "irecv", "run", "override"):
         assert not inspect.iscoroutinefunction(getattr(cls, name)), name
     for name in ("name", "rank", "ranks", "world_size", "timeout", "revoked", "stats"):
         assert isinstance(inspect.getattr_static(cls, name), property) or name == "ranks", name

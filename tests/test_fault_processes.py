@@ -15,7 +15,7 @@ import pytest
 from programs import recover, stopped_player_is_excluded
 
 from cicada_async import AsyncSocketCommunicator, PeerFailed, Revoked, Terminated
-from cicada_async._core.framing import Control
+from cicada_async.communicator._membership import Membership
 from cicada_async.shamir import ShamirBasicProtocolSuite
 
 pytestmark = pytest.mark.processes
@@ -32,17 +32,17 @@ def die_on_agreement(monkeypatch, rank, kind, after):
     Patched on the class in this (parent) process, so forked players have it from the start:
     a player's reader may answer the agreement before the player's own code even runs.
     """
-    original = AsyncSocketCommunicator._send_control
+    original = Membership.send_agreement
     sent = [0]  # per process: each forked player gets its own copy
 
-    def send_control(self, dst, code, value=None):
-        if code == Control.AGREEMENT and value.get("t") == kind and self._endpoint.rank == rank:
+    def send_agreement(self, dst, value):
+        if value.get("t") == kind and self.endpoint.rank == rank:
             if sent[0] == after:
                 die()
             sent[0] += 1
-        return original(self, dst, code, value)
+        return original(self, dst, value)
 
-    monkeypatch.setattr(AsyncSocketCommunicator, "_send_control", send_control)
+    monkeypatch.setattr(Membership, "send_agreement", send_agreement)
 
 
 def test_sigkill_during_a_collective_every_survivor_fails_at_the_same_step():
@@ -76,9 +76,10 @@ def test_sigkill_in_the_middle_of_a_reveal_then_old_shares_open_after_shrink():
         share = await suite.share(src=3, secret=secret if comm.rank == 3 else None, shape=(3,))
         if comm.rank == 1:
             # Hand our share to players 0 and 2 only, then die half-way through the reveal.
-            wire = suite.field.to_wire(share.storage)
-            comm.isend(value=wire, dst=0, tag=-1)
-            comm.isend(value=wire, dst=2, tag=-1)
+            comm.endpoint.links[3].abort()
+            reveal = asyncio.ensure_future(suite.reveal(share))
+            await asyncio.sleep(0.05)  # the reveal's frames to players 0 and 2 are out
+            del reveal
             die()
         try:
             await suite.reveal(share)

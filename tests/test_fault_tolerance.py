@@ -12,6 +12,7 @@ import pytest
 from cicada_async import Excluded, NotRunning, PeerFailed, Revoked, Timeout
 from cicada_async._core.codec import encode
 from cicada_async._core.framing import Kind, encode_header
+from cicada_async.operations import spawn_with_own_root
 from cicada_async.testing import World
 
 
@@ -77,7 +78,9 @@ async def test_repeated_shrinks_8_7_5_2():
                 await comm.free()
                 return new, oldranks
 
-            tasks = {world_rank: asyncio.ensure_future(player(comm)) for world_rank, comm in comms.items()}
+            # Each player numbers its operations from a root of its own (as in its own process).
+            tasks = {world_rank: spawn_with_own_root(("shrinks", *victims), player, comm)
+                     for world_rank, comm in comms.items()}
             results = {world_rank: await task for world_rank, task in tasks.items()}
             oldranks = {tuple(r[1]) for r in results.values()}
             assert len(oldranks) == 1
@@ -267,10 +270,13 @@ async def test_receive_only_roles_still_complete_after_a_revoke_when_the_data_ca
     would miss a share the others added) -- found by the fault-recovery stress run."""
     async with World(3, timeout=2) as world:
         a, b, c = world.comms
+        # Every member calls the same collectives in the same order, at different times.
         await c.scatter(src=2, values=[10, 11, 12])  # the root sends, before any revoke
         await c.broadcast(src=2, value="b")
-        await b.gatherv(src=[1], value="g", dst=0)
+        assert await c.gatherv(src=[1], value=None, dst=0) is None
         assert await b.scatter(src=2, values=None) == 11
+        assert await b.broadcast(src=2, value=None) == "b"
+        await b.gatherv(src=[1], value="g", dst=0)
         await b.revoke()
         await asyncio.sleep(0.05)  # every marker has arrived
         assert a.revoked
@@ -293,19 +299,20 @@ async def test_members_that_freed_after_the_round_still_answer_it():
     take their FREED for death and form a group of its own (found by a stress run)."""
     async with World(4, timeout=2) as world:
         coordinator = world.comms[0]
-        original = coordinator._send_control
+        membership = coordinator._membership  # white box: intercept the agreement's sends
+        original = membership.send_agreement
         told = []
 
-        def send_control(dst, code, value=None):
+        def send_agreement(dst, value):
             if isinstance(value, dict) and value.get("t") == "decided":
                 if dst == 3:
                     world.stall(3)  # player 3 answered the round, but reads nothing for now
                     world.kill(0)  # and the coordinator dies before telling it
                     return False
                 told.append(dst)
-            return original(dst, code, value)
+            return original(dst, value)
 
-        coordinator._send_control = send_control
+        membership.send_agreement = send_agreement
 
         async def player(comm):
             await comm.revoke()
@@ -326,8 +333,8 @@ async def test_held_frames_are_delivered_even_if_replaying_them_leaves_their_sen
     held too, must still be delivered (found by a stress run: a lost LOGSYNC)."""
     from cicada_async._core.codec import encode
     from cicada_async._core.framing import Control, Frame
+    from cicada_async._core.identity import Numbering, Scope, ScopeState
     from cicada_async._core.ids import child_id
-    from cicada_async.communicator.interface import Tag
 
     async with World(3) as world:
         me = world.comms[0]
@@ -338,10 +345,12 @@ async def test_held_frames_are_delivered_even_if_replaying_them_leaves_their_sen
         await asyncio.sleep(0.05)
         endpoint = me.endpoint
         # Arrival order across links: player 2's agreement message first, then player 1's data.
-        endpoint._hold(2, Frame(int(Kind.CONTROL), int(Control.AGREEMENT), new_id, propose))
-        endpoint._hold(1, Frame(int(Kind.DATA), int(Tag.LOGSYNC), new_id, data))
+        # The matching key of tag 5 in the root scope of the communicator to come.
+        key = ScopeState(Scope.root().path(Numbering(new_id, None))).p2p_key(5)
+        endpoint._hold(2, Frame(int(Kind.CONTROL), 0, int(Control.AGREEMENT), new_id, 0, propose))
+        endpoint._hold(1, Frame(int(Kind.DATA), 0, 5, new_id, key, data))
         late = me._child("split", 0, "late", [0, 1, 2])
         assert late.comm_id == new_id
-        assert await late.recv(src=1, tag=Tag.LOGSYNC) == "last words"
+        assert await late.recv(src=1, tag=5) == "last words"
         with pytest.raises(PeerFailed):
-            await late.recv(src=1, tag=Tag.LOGSYNC)
+            await late.recv(src=1, tag=5)

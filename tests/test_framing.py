@@ -112,11 +112,12 @@ def test_at_boundary_tracks_partial_frames():
 @pytest.mark.parametrize(
     "header, message",
     [
-        (HEADER.pack(0x00, Kind.DATA, 0, 0, 1, 0), "magic"),
-        (HEADER.pack(MAGIC, 99, 0, 0, 1, 0), "kind"),
-        (HEADER.pack(MAGIC, 0, 0, 0, 1, 0), "kind"),
-        (HEADER.pack(MAGIC, Kind.DATA, 1, 0, 1, 0), "flags"),
-        (HEADER.pack(MAGIC, Kind.DATA, 0, 0, 1, 2**40), "exceeds"),
+        (HEADER.pack(0x00, Kind.DATA, 0, 0, 1, 0, 0), "magic"),
+        (HEADER.pack(MAGIC, 99, 0, 0, 1, 0, 0), "kind"),
+        (HEADER.pack(MAGIC, 0, 0, 0, 1, 0, 0), "kind"),
+        (HEADER.pack(MAGIC, Kind.CONTROL, 1, 0, 1, 0, 0), "round or ident"),
+        (HEADER.pack(MAGIC, Kind.HELLO, 0, 0, 0, 7, 0), "round or ident"),
+        (HEADER.pack(MAGIC, Kind.DATA, 0, 0, 1, 0, 2**40), "exceeds"),
     ],
 )
 def test_bad_headers_raise_before_allocating(header, message):

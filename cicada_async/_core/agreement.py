@@ -288,6 +288,13 @@ class Agreement:
         return []
 
     # -- internals -------------------------------------------------------------------
+    def answer_late(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The reply to a (parsed) question about this round that arrives after the member
+        stopped taking part (it freed the communicator): the decision, if there is one."""
+        if self.decided is not None and message["t"] in (PROPOSE, REQUEST):
+            return self._decided_message()
+        return None
+
     def _alive(self) -> list[int]:
         return [rank for rank in range(self.size) if rank not in self.dead]
 

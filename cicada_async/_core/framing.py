@@ -1,15 +1,26 @@
 """Frames on a link: a fixed header followed by a payload.  Sans-IO: bytes in, frames out.
 
-Every frame starts with a 24-byte little-endian header::
+Every frame starts with a 32-byte little-endian header::
 
     offset  size  field
     0       1     magic, always 0xCA
-    1       1     kind (DATA, CONTROL, HELLO, GOODBYE)
-    2       2     flags, must be zero (reserved)
-    4       4     tag, a signed 32-bit integer (user tags >= 0, library tags < 0,
-                  or the control code for CONTROL frames)
+    1       1     kind (DATA, CONTROL, HELLO, GOODBYE, BATCH)
+    2       2     round: the step of the operation this frame belongs to (DATA, BATCH)
+    4       4     tag, a signed 32-bit integer: for DATA, the operation's kind (a library
+                  tag < 0) or a user tag (>= 0, point to point); for BATCH, the operations'
+                  kind; for CONTROL, the control code
     8       8     communicator id (unsigned 64 bits; 0 for link-level frames)
-    16      8     payload length in bytes
+    16      8     ident: the operation's identity, or the point-to-point matching key
+                  (see :mod:`cicada_async._core.identity`); 0 for other kinds
+    24      8     payload length in bytes
+
+A DATA payload is one value (:mod:`cicada_async._core.codec`).  A BATCH frame carries the
+messages of several operations of one kind and round at once (operations started together
+by one player, see :mod:`cicada_async.shamir`): its payload is the codec value
+``(idents, offsets, data)`` where ``idents`` is a uint64 array of the K identities,
+``offsets`` an int64 array of K + 1 element offsets, and ``data`` a 1-d array whose elements
+``offsets[j]:offsets[j+1]`` are operation j's message (:func:`encode_batch`,
+:func:`decode_batch`).  Frames of other kinds must have round and ident zero.
 
 :class:`FrameDecoder` mirrors asyncio's :class:`~asyncio.BufferedProtocol`: the caller asks
 for a buffer with :meth:`~FrameDecoder.get_buffer`, lets the socket fill it, and reports
@@ -29,8 +40,10 @@ anything else.
 from __future__ import annotations
 
 import enum
+import itertools
 import struct
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy
 
@@ -45,12 +58,15 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "Kind",
+    "decode_batch",
+    "encode_batch",
     "encode_header",
+    "header",
 ]
 
 MAGIC = 0xCA
-HEADER = struct.Struct("<BBHiQQ")
-HEADER_SIZE = HEADER.size  # 24
+HEADER = struct.Struct("<BBHiQQQ")
+HEADER_SIZE = HEADER.size  # 32
 DEFAULT_MAX_FRAME = 1 << 30  # 1 GiB
 TAG_MIN = -(1 << 31)
 TAG_MAX = (1 << 31) - 1
@@ -73,6 +89,8 @@ class Kind(enum.IntEnum):
     """Connection set-up (handshake) messages; only valid before the link is established."""
     GOODBYE = 4
     """The sender closes the link cleanly: it sends nothing more on it."""
+    BATCH = 5
+    """The messages of several operations of one kind and round (see the module docstring)."""
 
 
 _KINDS = frozenset(int(kind) for kind in Kind)
@@ -91,18 +109,58 @@ class Control(enum.IntEnum):
     """The other survivors agreed on a communicator without the receiver."""
 
 
+_OPERATION_KINDS = frozenset((int(Kind.DATA), int(Kind.BATCH)))
+
+
 class Frame(NamedTuple):
     """One decoded frame.  ``payload`` is bytes-like (``bytes`` or a ``memoryview``)."""
 
     kind: int
+    round: int
     tag: int
     comm: int
+    ident: int
     payload: bytes | memoryview
 
 
+_pack = HEADER.pack
+
+
+def header(kind: int, round: int, tag: int, comm: int, ident: int, length: int) -> bytes:
+    """Return the 32-byte header of a frame (the only place headers are packed)."""
+    return _pack(MAGIC, kind, round, tag, comm, ident, length)
+
+
 def encode_header(kind: int, tag: int, comm: int, length: int) -> bytes:
-    """Return the 24-byte header of a frame."""
-    return HEADER.pack(MAGIC, kind, 0, tag, comm, length)
+    """The header of a frame that belongs to no operation (round and ident zero)."""
+    return _pack(MAGIC, kind, 0, tag, comm, 0, length)
+
+
+def encode_batch(idents: Sequence[int], offsets: Sequence[int], data: numpy.ndarray) -> tuple[Any, ...]:
+    """The codec value of a BATCH payload (see the module docstring)."""
+    return (numpy.asarray(idents, dtype=numpy.uint64), numpy.asarray(offsets, dtype=numpy.int64), data)
+
+
+def decode_batch(value: Any) -> tuple[list[int], list[int], numpy.ndarray]:
+    """Check a decoded BATCH payload; return ``(idents, offsets, data)``.
+
+    Raises
+    ------
+    RemoteProtocolError
+        If the value is not a well-formed batch.
+    """
+    if not isinstance(value, tuple) or len(value) != 3:
+        raise RemoteProtocolError("a batch must be a tuple (idents, offsets, data)")
+    idents, offsets, data = value
+    if not (isinstance(idents, numpy.ndarray) and idents.dtype == numpy.uint64 and idents.ndim == 1
+            and isinstance(offsets, numpy.ndarray) and offsets.dtype == numpy.int64
+            and offsets.shape == (len(idents) + 1,) and isinstance(data, numpy.ndarray) and data.ndim == 1):
+        raise RemoteProtocolError("malformed batch (idents, offsets or data)")
+    bounds = offsets.tolist()
+    if not idents.size or bounds[0] != 0 or bounds[-1] != len(data) or any(
+            low > high for low, high in itertools.pairwise(bounds)):
+        raise RemoteProtocolError("malformed batch offsets")
+    return idents.tolist(), bounds, data
 
 
 class FrameDecoder:
@@ -137,7 +195,7 @@ class FrameDecoder:
         self._large: numpy.ndarray | None = None
         self._large_view: memoryview | None = None
         self._large_filled = 0
-        self._large_header: tuple[int, int, int] | None = None
+        self._large_header: tuple[int, int, int, int, int] | None = None
 
     @property
     def at_boundary(self) -> bool:
@@ -189,8 +247,8 @@ class FrameDecoder:
 
     def _finish_large(self) -> Frame:
         assert self._large_header is not None and self._large_view is not None
-        kind, tag, comm = self._large_header
-        frame = Frame(kind, tag, comm, self._large_view)
+        kind, round_, tag, comm, ident = self._large_header
+        frame = Frame(kind, round_, tag, comm, ident, self._large_view)
         self._large = None
         self._large_view = None
         self._large_header = None
@@ -204,13 +262,13 @@ class FrameDecoder:
             available = self._end - self._start
             if available < HEADER_SIZE:
                 break
-            magic, kind, flags, tag, comm, length = HEADER.unpack_from(buf, self._start)
+            magic, kind, round_, tag, comm, ident, length = HEADER.unpack_from(buf, self._start)
             if magic != MAGIC:
                 raise RemoteProtocolError(f"bad frame magic 0x{magic:02x} (not a cicada_async peer?)")
             if kind not in _KINDS:
                 raise RemoteProtocolError(f"unknown frame kind {kind}")
-            if flags:
-                raise RemoteProtocolError(f"unknown frame flags 0x{flags:04x}")
+            if (round_ or ident) and kind not in _OPERATION_KINDS:
+                raise RemoteProtocolError(f"a {Kind(kind).name} frame with a round or ident")
             if length > self.max_payload:
                 raise RemoteProtocolError(
                     f"frame of {length} bytes exceeds the limit of {self.max_payload} bytes"
@@ -224,16 +282,16 @@ class FrameDecoder:
                 view[:have] = self._view[body : body + have]
                 self._start = body + have
                 if have == length:
-                    frames.append(Frame(kind, tag, comm, view))
+                    frames.append(Frame(kind, round_, tag, comm, ident, view))
                     continue
                 self._large = payload
                 self._large_view = view
                 self._large_filled = have
-                self._large_header = (kind, tag, comm)
+                self._large_header = (kind, round_, tag, comm, ident)
                 break
             if available - HEADER_SIZE < length:
                 break
-            frames.append(Frame(kind, tag, comm, bytes(self._view[body : body + length])))
+            frames.append(Frame(kind, round_, tag, comm, ident, bytes(self._view[body : body + length])))
             self._start = body + length
         if self._start == self._end:
             self._start = self._end = 0

@@ -6,8 +6,8 @@ TCP, Unix-socket or TLS streams.  ``Failed`` and ``Terminated`` are the results
 connection functions live in :mod:`cicada_async.communicator.connect`.
 """
 
-from .interface import Communicator, Tag, tagname
+from .interface import Communicator, Operation, Tag, tagname
 from .launcher import Failed, Terminated
 from .socket import AsyncSocketCommunicator
 
-__all__ = ["AsyncSocketCommunicator", "Communicator", "Failed", "Tag", "Terminated", "tagname"]
+__all__ = ["AsyncSocketCommunicator", "Communicator", "Failed", "Operation", "Tag", "Terminated", "tagname"]

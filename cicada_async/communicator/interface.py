@@ -1,14 +1,19 @@
-"""The abstract asynchronous communicator interface, and the reserved message tags."""
+"""The abstract asynchronous communicator interface, operations, and the reserved tags."""
 
 from __future__ import annotations
 
 import abc
 import contextlib
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["Communicator", "Tag", "tagname"]
+import numpy
+
+from .._core.identity import Numbering, Scope
+from ..operations import inside
+
+__all__ = ["Communicator", "Operation", "Tag", "tagname"]
 
 
 class Tag(enum.IntEnum):
@@ -29,6 +34,7 @@ class Tag(enum.IntEnum):
     SHRINK = -10
     SPLIT = -11
     AGREE = -12
+    EXCHANGE = -13
     LOGSYNC = -20
     PRZS = -30
     SHARE = -31
@@ -36,6 +42,12 @@ class Tag(enum.IntEnum):
     RESHARE = -33
     MULTIPLY = -34
     UNIFORM = -35
+    TRUNCATE = -36
+    DOT = -37
+
+
+USER_TAG_MAX = (1 << 31) - 1
+"""Largest user tag (tags travel as signed 32-bit integers)."""
 
 
 def tagname(tag: int) -> str:
@@ -44,6 +56,48 @@ def tagname(tag: int) -> str:
         return Tag(tag).name
     except ValueError:
         return str(tag)
+
+
+class Operation:
+    """One operation's identity on a communicator: what its frames carry.
+
+    Made by :meth:`Communicator.begin` when the operation is *called* (synchronously, before
+    any ``await``), in the caller's current scope; see :mod:`cicada_async.operations`.  Pass
+    it to :meth:`Communicator.exchange` for each of the operation's communication rounds
+    (0, 1, ...), and run sub-operations inside ``with operation.scope():`` so that they are
+    numbered in the operation's own child scope.
+
+    Attributes
+    ----------
+    communicator:
+        The communicator the operation runs on.
+    kind:
+        What the operation is (a :class:`Tag`); its frames carry it, and a peer running
+        another kind of operation under the same identity is detected.
+    ident:
+        The 64-bit identity.
+    """
+
+    __slots__ = ("_child", "_numbering", "_parent", "communicator", "ident", "kind", "number")
+
+    def __init__(self, communicator: Communicator, kind: int, ident: int, parent: Scope, numbering: Numbering,
+                 number: int) -> None:
+        self.communicator = communicator
+        self.kind = kind
+        self.ident = ident
+        self.number = number
+        self._parent = parent
+        self._numbering = numbering
+        self._child: Scope | None = None
+
+    def __repr__(self) -> str:
+        return f"<Operation {tagname(self.kind)} #{self.number} in {self._parent.describe()} ident={self.ident:#018x}>"
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        """A context manager: sub-operations called inside are numbered in this operation's scope."""
+        if self._child is None:
+            self._child = self._parent.operation_child(self._numbering, self.number)
+        return inside(self._child)
 
 
 class Communicator(abc.ABC):
@@ -130,33 +184,73 @@ class Communicator(abc.ABC):
         """Start a receive; return an :class:`asyncio.Task` whose result is the value."""
 
     # -- collectives ----------------------------------------------------------------
+    # Each takes its identity when called and returns an awaitable (see Operation).
     @abc.abstractmethod
-    async def allgather(self, value: Any) -> list[Any]:
+    def allgather(self, value: Any) -> Awaitable[list[Any]]:
         """Collective: every player contributes ``value``; all get the list in rank order."""
 
     @abc.abstractmethod
-    async def barrier(self) -> None:
+    def barrier(self) -> Awaitable[None]:
         """Collective: return once every member has entered the barrier."""
 
     @abc.abstractmethod
-    async def broadcast(self, *, src: int, value: Any) -> Any:
+    def broadcast(self, *, src: int, value: Any) -> Awaitable[Any]:
         """Collective: every member gets the ``value`` of player ``src``."""
 
     @abc.abstractmethod
-    async def gather(self, *, value: Any, dst: int) -> list[Any] | None:
+    def gather(self, *, value: Any, dst: int) -> Awaitable[list[Any] | None]:
         """Collective: player ``dst`` gets every member's value in rank order; others None."""
 
     @abc.abstractmethod
-    async def gatherv(self, *, src: Sequence[int], value: Any, dst: int) -> list[Any] | None:
+    def gatherv(self, *, src: Sequence[int], value: Any, dst: int) -> Awaitable[list[Any] | None]:
         """Collective: player ``dst`` gets the values of the players in ``src``, in that order."""
 
     @abc.abstractmethod
-    async def scatter(self, *, src: int, values: Sequence[Any] | None) -> Any:
+    def scatter(self, *, src: int, values: Sequence[Any] | None) -> Awaitable[Any]:
         """Collective: player ``src`` sends ``values[r]`` to each rank ``r``."""
 
     @abc.abstractmethod
-    async def scatterv(self, *, src: int, values: Sequence[Any] | None, dst: Sequence[int]) -> Any:
+    def scatterv(self, *, src: int, values: Sequence[Any] | None, dst: Sequence[int]) -> Awaitable[Any]:
         """Collective: player ``src`` sends ``values[i]`` to player ``dst[i]``; others get None."""
+
+    # -- operations (for protocol suites and other libraries built on a communicator) --
+    @abc.abstractmethod
+    def begin(self, kind: int) -> Operation:
+        """Take the identity of an operation of ``kind`` now, in the caller's current scope.
+
+        Raises
+        ------
+        ConcurrencyError
+            If the calling task does not own the current scope.
+        NotRunning, Excluded
+            If the communicator was freed, or this player excluded.
+        """
+
+    @abc.abstractmethod
+    async def exchange(self, operation: Operation, *, round: int = 0, send: Mapping[int, Any],
+                       recv: Sequence[int]) -> list[Any]:
+        """One communication round of ``operation``: send ``send[dst]`` to each ``dst`` (all in
+        one step), then return what each member of ``recv`` sent this player in this round, in
+        that order.  The local rank may appear in both (its value is passed locally).
+
+        Raises what receives raise (``Timeout``, ``PeerFailed``, ``Revoked``, ...), and
+        ``RemoteProtocolError`` if a peer ran another kind of operation under this identity.
+        """
+
+    @abc.abstractmethod
+    async def exchange_batch(self, operations: Sequence[Operation], *, round: int = 0,
+                             send: Mapping[int, numpy.ndarray], offsets: Sequence[int],
+                             recv: Sequence[int]) -> tuple[dict[int, numpy.ndarray], dict[int, BaseException]]:
+        """One round of several operations of one kind at once (started together).
+
+        Operation ``j``'s message to each ``dst`` is ``send[dst][offsets[j]:offsets[j+1]]``
+        (1-d arrays of one dtype, the same offsets for every destination).  Returns
+        ``(received, failed)``: ``received[src]`` is the concatenation of what ``src`` sent for
+        each operation, laid out like ``send``; ``failed`` maps the index of each operation
+        that cannot complete (a source ended before its message, the deadline passed, the
+        peer ran something else) to its exception; its part of ``received`` is zero.  Each
+        operation thus succeeds or fails on its own data, as it would alone.
+        """
 
     # -- fault tolerance and lifetime -----------------------------------------------
     @abc.abstractmethod

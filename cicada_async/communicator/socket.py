@@ -1,97 +1,39 @@
-"""``AsyncSocketCommunicator``: the communicator API over per-peer asyncio stream links."""
+"""``AsyncSocketCommunicator``: the communicator API over per-peer asyncio stream links.
+
+The pieces: operation identities come from :mod:`cicada_async._core.identity` (through
+:meth:`AsyncSocketCommunicator.begin`); frames go out and messages come in through one
+:class:`~cicada_async.communicator._messages.Messages`; links are reached through the
+endpoint, which calls back into the communicator through the ``FrameSink`` interface; the
+shrink agreement runs in :mod:`cicada_async.communicator._shrink`; revoke, shrink, split and
+free live in :mod:`cicada_async.communicator._membership`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import numbers
-import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._core.agreement import parse_message
+import numpy
+
 from .._core.codec import Encoded, decode, encode
-from .._core.framing import HEADER, MAGIC, TAG_MAX, TAG_MIN, Control, Frame, Kind, encode_header
-from .._core.ids import child_id, world_id
-from .._core.mailbox import Mailbox, MailboxFull
-from .._transport import Endpoint, Link, describe_loss
-from ..errors import (
-    CommunicatorError,
-    Excluded,
-    NotRunning,
-    PeerFailed,
-    RemoteProtocolError,
-    Revoked,
-    Timeout,
-)
-from ._rounds import Rounds
-from .interface import Communicator, Tag, tagname
+from .._core.identity import NotOwner, Numbering, Scope, ScopeState
+from .._transport import Endpoint
+from ..errors import RemoteProtocolError
+from ..operations import concurrency_error, current_scope, current_task
+from ._membership import Membership
+from ._messages import Messages
+from .interface import USER_TAG_MAX, Communicator, Operation, Tag, tagname
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AsyncSocketCommunicator"]
 
 _EMPTY = encode(None)
-_HEADER_PACK = HEADER.pack
-_MAGIC = MAGIC
-_DATA = int(Kind.DATA)
-_SMALL_FRAME = 16 * 1024
-
-
-def _is_pending(future: asyncio.Future[Any]) -> bool:
-    return not future.done()
-
-
-def _format_seconds(seconds: float) -> str:
-    return f"{seconds:g}s"
-
-
-_MISSING = object()
-
-
-class _Group:
-    """One future for several (src, tag) messages: one timer, one wake-up when all are in."""
-
-    __slots__ = ("future", "remaining", "values")
-
-    def __init__(self, future: asyncio.Future[None], values: list[Any], remaining: int) -> None:
-        self.future = future
-        self.values = values
-        self.remaining = remaining
-
-
-class _Slot:
-    """A mailbox waiter filling one entry of a :class:`_Group` (duck-typed like a future)."""
-
-    __slots__ = ("group", "index")
-
-    def __init__(self, group: _Group, index: int) -> None:
-        self.group = group
-        self.index = index
-
-    def done(self) -> bool:
-        return self.group.future.done()
-
-    def set_result(self, value: Any) -> None:
-        group = self.group
-        group.values[self.index] = value
-        group.remaining -= 1
-        if not group.remaining:
-            group.future.set_result(None)
-
-    def set_exception(self, error: BaseException) -> None:
-        if not self.group.future.done():
-            self.group.future.set_exception(error)
-
-
-class _Ended:
-    """Why a source will deliver nothing more on this communicator."""
-
-    __slots__ = ("error", "text")
-
-    def __init__(self, error: type[CommunicatorError], text: str) -> None:
-        self.error = error
-        self.text = text
+_ALLGATHER, _BARRIER, _BROADCAST = int(Tag.ALLGATHER), int(Tag.BARRIER), int(Tag.BROADCAST)
+_GATHER, _GATHERV, _SCATTER, _SCATTERV = int(Tag.GATHER), int(Tag.GATHERV), int(Tag.SCATTER), int(Tag.SCATTERV)
 
 
 class AsyncSocketCommunicator(Communicator):
@@ -103,6 +45,9 @@ class AsyncSocketCommunicator(Communicator):
     :func:`~cicada_async.communicator.connect.rendezvous` return; the constructor never
     communicates.  :meth:`shrink` and :meth:`split` make new communicators over the same
     links.
+
+    Collectives take their identity when called and return an awaitable; several may run
+    at once (see :mod:`cicada_async.operations`).
 
     Parameters
     ----------
@@ -119,36 +64,26 @@ class AsyncSocketCommunicator(Communicator):
         if not isinstance(name, str):
             raise ValueError(f"name must be a string, got {name!r}")
         members = list(range(endpoint.world_size)) if _members is None else list(_members)
-        self._endpoint = endpoint
         self._name = name
         self._timeout = self._check_timeout(timeout)
-        self._members = members
         self._world_size = len(members)
         self._rank = members.index(endpoint.rank)
-        self._rank_of = {world: rank for rank, world in enumerate(members)}
-        self._links: list[Link | None] = [
-            None if world == endpoint.rank else endpoint.links[world] for world in members
-        ]
-        self.peers = [world for world in members if world != endpoint.rank]
-        self.comm_id = world_id(endpoint.session) if _comm_id is None else _comm_id
-        self._mailbox = Mailbox(range(self._world_size), is_pending=_is_pending,
-                                max_queued_bytes=endpoint.limits.max_queued_bytes)
-        self._freed = False
-        self._revoked = False
-        self._excluded: str | None = None
-        self._splits = 0  # sequence number of split calls
-        self._descendants: list[weakref.ref[AsyncSocketCommunicator]] = []
-        self._rounds = Rounds(self)
-        self._sent: dict[tuple[int, int], list[int]] = {}
-        self._received: dict[tuple[int, int], list[int]] = {}
-        self._dropped = 0
+        self._others = [rank for rank in range(self._world_size) if rank != self._rank]
+        self._prefix = f"Comm {name} player {self._rank}"
+        self._membership = Membership(self, endpoint, members, _comm_id)
+        comm_id = self._membership.comm_id
+        links = [None if world == endpoint.rank else endpoint.links[world] for world in members]
+        self._messages = Messages(comm_id=comm_id, rank=self._rank, links=links,
+                                  max_queued_bytes=endpoint.limits.max_queued_bytes, prefix=self._prefix)
+        self._numbering = Numbering(comm_id, current_scope())
+        self._last_scope: Scope | None = None
+        self._last_state: ScopeState | None = None
         self._loop = asyncio.get_running_loop()
-        endpoint.register(self)
+        self._membership.register(self._messages)
 
     def __repr__(self) -> str:
-        state = "freed" if self._freed else "revoked" if self._revoked else "open"
         return (f"<AsyncSocketCommunicator {self._name!r} rank={self._rank} "
-                f"world_size={self._world_size} {state}>")
+                f"world_size={self._world_size} {self._membership.state}>")
 
     # -- properties ------------------------------------------------------------------
     @property
@@ -178,17 +113,22 @@ class AsyncSocketCommunicator(Communicator):
     @property
     def revoked(self) -> bool:
         """True once this communicator has been revoked, locally or by another member."""
-        return self._revoked
+        return self._membership.revoked
 
     @property
     def freed(self) -> bool:
         """True once :meth:`free` has been called."""
-        return self._freed
+        return self._membership.freed
+
+    @property
+    def comm_id(self) -> int:
+        """The communicator id every member computes alike (it names the communicator in frames)."""
+        return self._membership.comm_id
 
     @property
     def endpoint(self) -> Endpoint:
         """The links this communicator runs over (shared with its relatives)."""
-        return self._endpoint
+        return self._membership.endpoint
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -203,11 +143,12 @@ class AsyncSocketCommunicator(Communicator):
         def empty() -> dict[str, dict[str, int]]:
             return {"sent": {"messages": 0, "bytes": 0}, "received": {"messages": 0, "bytes": 0}}
 
+        sent, received, dropped = self._messages.stats()
         total = empty()
-        total["dropped"] = {"messages": self._dropped}
+        total["dropped"] = {"messages": dropped}
         players: dict[int, dict[str, dict[str, int]]] = {}
         tags: dict[int | str, dict[str, dict[str, int]]] = {}
-        for direction, table in (("sent", self._sent), ("received", self._received)):
+        for direction, table in (("sent", sent), ("received", received)):
             for (peer, tag), (messages, nbytes) in table.items():
                 for bucket in (total, players.setdefault(peer, empty()),
                                tags.setdefault(tagname(tag) if tag < 0 else tag, empty())):
@@ -243,300 +184,133 @@ class AsyncSocketCommunicator(Communicator):
         if not isinstance(tag, numbers.Integral) or isinstance(tag, bool):
             raise ValueError(f"tag must be an integer, got {tag!r}")
         tag = int(tag)
-        if tag < 0 and tag not in Tag._value2member_map_:
-            raise ValueError(f"tag {tag} is reserved: user tags must be >= 0")
-        if not TAG_MIN <= tag <= TAG_MAX:
-            raise ValueError(f"tag {tag} does not fit in 32 bits")
+        if tag < 0:
+            name = f" ({Tag(tag).name}, used by the library)" if tag in Tag._value2member_map_ else ""
+            raise ValueError(f"tag {tag}{name} is reserved: user tags must be >= 0")
+        if tag > USER_TAG_MAX:
+            raise ValueError(f"tag {tag} does not fit in 32 bits: user tags must be <= {USER_TAG_MAX}")
         return tag
-
-    def _prefix(self) -> str:
-        return f"Comm {self._name} player {self._rank}"
-
-    def _check_usable(self) -> None:
-        if self._freed:
-            raise NotRunning(f"{self._prefix()}: the communicator was freed")
-        if self._excluded is not None:
-            raise Excluded(f"{self._prefix()}: {self._excluded}")
-
-    def _check_sendable(self) -> None:
-        self._check_usable()
-        if self._revoked:
-            raise Revoked(f"{self._prefix()}: the communicator was revoked")
-
-    # -- sending ---------------------------------------------------------------------
-    def _post(self, dst: int, tag: int, encoded: Encoded, header: bytes | None = None) -> None:
-        """Hand one data frame to the link to ``dst`` (or to our own mailbox)."""
-        link = self._links[dst]
-        if link is None:
-            self._deliver(dst, tag, decode(encoded.tobytes()), encoded.nbytes)
-            return
-        if header is None:
-            header = _HEADER_PACK(_MAGIC, _DATA, 0, tag, self.comm_id, encoded.nbytes)
-        self._count_sent(dst, tag, encoded.nbytes, link.write(header, encoded.parts, encoded.nbytes))
-
-    def _count_sent(self, dst: int, tag: int, nbytes: int, written: bool) -> None:
-        if not written:
-            self._dropped += 1
-            return
-        counter = self._sent.get((dst, tag))
-        if counter is None:
-            self._sent[(dst, tag)] = [1, nbytes]
-        else:
-            counter[0] += 1
-            counter[1] += nbytes
-
-    def _post_many(self, destinations: Sequence[int], tag: int, encoded: Encoded) -> None:
-        """Hand the same frame to several links, in one step (no await in between)."""
-        header = _HEADER_PACK(_MAGIC, _DATA, 0, tag, self.comm_id, encoded.nbytes)
-        if len(encoded.parts) == 1 and encoded.nbytes <= _SMALL_FRAME:
-            frame = header + encoded.parts[0]  # built once, written to every link
-            links = self._links
-            for dst in destinations:
-                link = links[dst]
-                if link is None:
-                    self._deliver(dst, tag, decode(encoded.parts[0]), encoded.nbytes)
-                else:
-                    self._count_sent(dst, tag, encoded.nbytes, link.write_raw(frame))
-            return
-        for dst in destinations:
-            self._post(dst, tag, encoded, header)
-
-    async def _flush(self, destinations: Sequence[int], borrowed: bool, deadline: float,
-                     timeout: float, tag: int) -> None:
-        """Wait until frames to ``destinations`` no longer need the caller's memory."""
-        pending = [
-            (dst, link) for dst in destinations
-            if dst != self._rank and (link := self._links[dst]) is not None and link.needs_drain(borrowed)
-        ]
-        if not pending:
-            return
-        loop = asyncio.get_running_loop()
-        for dst, link in pending:
-            remaining = deadline - loop.time()
-            try:
-                async with asyncio.timeout(remaining if remaining > 0 else 0) as scope:
-                    await link.drain()
-            except TimeoutError:
-                if scope.expired():
-                    raise Timeout(
-                        f"{self._prefix()}: Tag {tagname(tag)} to player {dst} timed-out after "
-                        f"{_format_seconds(timeout)} (the player is not reading)"
-                    ) from None
-                raise
-
-    def _send_control(self, dst: int, code: int, value: Any = None) -> bool:
-        link = self._links[dst]
-        if link is None:
-            return False
-        encoded = encode(value)
-        return link.write(encode_header(Kind.CONTROL, code, self.comm_id, encoded.nbytes),
-                          encoded.parts, encoded.nbytes)
-
-    def _send_control_all(self, code: int, value: Any = None) -> None:
-        encoded = encode(value)
-        header = encode_header(Kind.CONTROL, code, self.comm_id, encoded.nbytes)
-        for link in self._links:
-            if link is not None:
-                link.write(header, encoded.parts, encoded.nbytes)
-
-    # -- receiving -------------------------------------------------------------------
-    def _deliver(self, src: int, tag: int, value: Any, nbytes: int) -> None:
-        try:
-            waiter = self._mailbox.deliver(src, tag, value, nbytes)
-        except MailboxFull as exc:
-            raise RemoteProtocolError(f"{self._prefix()}: {exc}", rank=src) from None
-        if waiter is not None:
-            waiter.set_result(value)
-
-    def _ended_error(self, ended: _Ended, src: int, tag: int) -> CommunicatorError:
-        text = f"{self._prefix()}: Tag {tagname(tag)} from player {src}: {ended.text}"
-        if issubclass(ended.error, PeerFailed | RemoteProtocolError):
-            return ended.error(text, rank=src)
-        return ended.error(text)
-
-    def _expire(self, future: asyncio.Future[Any], src: int, tag: int, timeout: float) -> None:
-        if not future.done():
-            future.set_exception(Timeout(
-                f"{self._prefix()}: Tag {tagname(tag)} from player {src} timed-out after "
-                f"{_format_seconds(timeout)}"
-            ))
-
-    def _start_receive(self, src: int, tag: int, deadline: float,
-                       timeout: float) -> tuple[asyncio.Future[Any], asyncio.TimerHandle | None]:
-        """Register interest in the next (src, tag) message; the result arrives in a future."""
-        loop = self._loop
-        future = loop.create_future()
-        found, value = self._mailbox.take(src, tag)
-        if found:
-            future.set_result(value)
-            return future, None
-        ended = self._mailbox.ended(src)
-        if ended is not None:
-            future.set_exception(self._ended_error(ended, src, tag))
-            return future, None
-        self._mailbox.wait(src, tag, future)
-        return future, loop.call_at(deadline, self._expire, future, src, tag, timeout)
-
-    async def _finish_receive(self, src: int, tag: int, future: asyncio.Future[Any],
-                              timer: asyncio.TimerHandle | None) -> Any:
-        try:
-            return await future
-        except asyncio.CancelledError:
-            # Our caller was cancelled.  If a message was already handed to us, put it back.
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._mailbox.put_back(src, tag, future.result())
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-                self._mailbox.forget(src, tag, future)
-
-    async def _receive(self, src: int, tag: int, deadline: float, timeout: float) -> Any:
-        found, value = self._mailbox.take(src, tag)
-        if found:
-            return value
-        future, timer = self._start_receive(src, tag, deadline, timeout)
-        return await self._finish_receive(src, tag, future, timer)
 
     def _deadline(self) -> tuple[float, float]:
         timeout = self._timeout
         return self._loop.time() + timeout, timeout
 
-    # -- frames from the links -------------------------------------------------------
-    def _on_frame(self, peer: int, frame: Frame) -> None:
-        src = self._rank_of.get(peer)
-        if src is None:
-            raise RemoteProtocolError(
-                f"{self._prefix()}: world player {peer} sent a frame for a communicator it is not in")
-        if frame.kind == _DATA:
-            if self._freed or (self._mailbox._ended and self._mailbox.ended(src) is not None):
-                return  # nothing the peer sends after its marker belongs here
-            payload = frame.payload
-            try:
-                value = decode(payload)
-            except RemoteProtocolError as exc:
-                raise RemoteProtocolError(
-                    f"{self._prefix()}: player {src} sent an invalid value ({exc})", rank=src
-                ) from None
-            nbytes = len(payload)
-            counter = self._received.get((src, frame.tag))
-            if counter is None:
-                self._received[(src, frame.tag)] = [1, nbytes]
-            else:
-                counter[0] += 1
-                counter[1] += nbytes
-            self._deliver(src, frame.tag, value, nbytes)
-        else:
-            try:
-                value = decode(frame.payload)
-            except RemoteProtocolError as exc:
-                raise RemoteProtocolError(
-                    f"{self._prefix()}: player {src} sent an invalid control message ({exc})", rank=src
-                ) from None
-            self._on_control(src, frame.tag, value)
+    # -- operations ------------------------------------------------------------------
+    def _scope_state(self) -> tuple[Scope, ScopeState]:
+        scope = current_scope()
+        state = self._last_state
+        if scope is not self._last_scope or state is None:
+            state = scope.state(self._numbering)
+            self._last_scope, self._last_state = scope, state
+        return scope, state
 
-    def _on_control(self, src: int, code: int, value: Any) -> None:
-        if code == Control.REVOKE:
-            if not self._revoked and not self._freed:
-                self._revoked = True
-                log.warning("Comm %s player %s revoked by player %s", self._name, self._rank, src)
-                self._send_control_all(Control.REVOKE)  # forward, before waking anyone
-            self._end_source(src, _Ended(Revoked, "the communicator was revoked"))
-        elif code == Control.FREED:
-            # It sends nothing more here; but it is not dead: a member that freed the
-            # communicator after a shrink still answers that shrink's agreement (tombstone).
-            self._end_source(src, _Ended(PeerFailed, "the player freed the communicator"))
-        else:
-            self._rounds.on_control(src, code, value)
+    def begin(self, kind: int) -> Operation:
+        """Take the identity of an operation of ``kind`` now, in the caller's current scope.
 
-    def _end_source(self, src: int, ended: _Ended) -> None:
-        for tag, waiter in self._mailbox.end(src, ended):
-            waiter.set_exception(self._ended_error(self._mailbox.ended(src), src, tag))
+        For protocol suites and libraries built on the communicator: call it synchronously
+        when your operation is called, then pass the operation to :meth:`exchange`.
 
-    def _on_peer_lost(self, peer: int, error: BaseException | None, goodbye: bool) -> None:
-        src = self._rank_of.get(peer)
-        if src is None:
-            return
-        kind = RemoteProtocolError if isinstance(error, RemoteProtocolError) else PeerFailed
-        self._end_source(src, _Ended(kind, describe_loss(error, goodbye)))
-        self._rounds.on_dead(src)
-
-    def _on_peer_excluded(self, peer: int) -> None:
-        """A shrink left ``peer`` out: its link is ignored from now on, for every communicator."""
-        src = self._rank_of.get(peer)
-        if src is None:
-            return
-        self._end_source(src, _Ended(PeerFailed, "was left out by a shrink (too slow or thought dead)"))
-        self._rounds.on_dead(src)
-
-    def _gone_ranks(self) -> set[int]:
-        """Members known gone for good: their links closed or ignored."""
-        gone: set[int] = set()
-        for rank, link in enumerate(self._links):
-            if link is not None and (link.closed or link.peer_done or link.ignoring):
-                gone.add(rank)
-        return gone
-
-    def _exclude_peer(self, rank: int, key: int) -> None:
-        """Tell ``rank`` it was left out of round ``key``; ignore its link from now on."""
-        link = self._links[rank]
-        if link is None or link.ignoring:
-            return
-        self._send_control(rank, Control.EXCLUDED, {"k": key})
-        self._endpoint.exclude(self._members[rank])
-
-    def _become_excluded(self, by: int) -> None:
-        """The others agreed without us: this communicator and its descendants are unusable."""
-        if self._excluded is None:
-            self._excluded = (f"player {by} agreed on a new communicator without this player "
-                              "(it was too slow to answer, or thought dead)")
-            log.warning("Comm %s player %s: excluded by player %s", self._name, self._rank, by)
-            for src, tag, waiter in self._mailbox.close():
-                waiter.set_exception(Excluded(
-                    f"{self._prefix()}: {self._excluded} (while receiving Tag {tagname(tag)} from "
-                    f"player {src})"))
-            for ref in self._descendants:
-                child = ref()
-                if child is not None and not child._freed:
-                    child._become_excluded(by)
-        link = self._links[by] if 0 <= by < self._world_size else None
-        if link is not None and not link.ignoring:
-            # It ignores us from now on: close our side, so the link goes away.
-            self._endpoint.exclude(self._members[by])
-            link.goodbye(self._endpoint.linger)
-
-    def _on_retired_frame(self, peer: int, frame: Frame) -> None:
-        """A control frame for this communicator after it was freed."""
-        src = self._rank_of.get(peer)
-        if src is None:
-            return
+        Raises
+        ------
+        ConcurrencyError
+            If the calling task does not own the current scope.
+        NotRunning, Excluded
+            If the communicator was freed, or this player excluded.
+        """
+        self._membership.check_usable()
+        scope, state = self._scope_state()
+        number = state.next
+        task = current_task()
         try:
-            value = decode(frame.payload)
-            if frame.tag == Control.AGREEMENT:
-                message = parse_message(value, size=self._world_size)
-                decided = self._rounds.decided(message["k"])
-                if decided is not None and message["t"] in ("propose", "request"):
-                    # Late questions about a round we returned from: answer from the record.
-                    reply = {"t": "decided", "k": message["k"], "dead": [], "m": list(decided)}
-                    self._send_control(src, Control.AGREEMENT, reply)
-            elif frame.tag == Control.EXCLUDED:
-                self._excluded = self._excluded or "excluded"
-                for ref in self._descendants:
-                    child = ref()
-                    if child is not None and not child._freed:
-                        child._become_excluded(src)
-        except RemoteProtocolError:
-            return
+            ident = state.take(task)
+        except NotOwner as exc:
+            raise concurrency_error(f"{self._prefix}: ", tagname(kind), scope, task, exc.owner) from None
+        return Operation(self, kind, ident, scope, self._numbering, number)
+
+    async def _round(self, operation: Operation, round_: int, posts: Sequence[tuple[Sequence[int], Encoded]],
+                     sources: Sequence[int]) -> list[Any]:
+        """Post every frame of one round in one step, then receive one message per source."""
+        messages = self._messages
+        ident, kind = operation.ident, operation.kind
+        deadline, timeout = self._deadline()
+        borrowed = False
+        for destinations, encoded in posts:
+            messages.post_many(destinations, ident, round_, kind, encoded)
+            borrowed = borrowed or encoded.borrowed
+        if borrowed:
+            await self._flush(posts, True, deadline, timeout, kind)
+        values = await messages.receive([(src, ident, round_) for src in sources], [kind] * len(sources),
+                                        deadline, timeout) if sources else []
+        if posts:
+            await self._flush(posts, False, deadline, timeout, kind)
+        return values
+
+    async def _flush(self, posts: Sequence[tuple[Sequence[int], Encoded]], borrowed: bool, deadline: float,
+                     timeout: float, tag: int) -> None:
+        messages = self._messages
+        for destinations, _ in posts:
+            if any(messages.needs_flush(dst, borrowed) for dst in destinations):
+                await messages.flush(destinations, borrowed, deadline, timeout, tag)
+
+    async def exchange(self, operation: Operation, *, round: int = 0, send: Mapping[int, Any],
+                       recv: Sequence[int]) -> list[Any]:
+        """One communication round of ``operation`` (see :meth:`Communicator.exchange`)."""
+        self._membership.check_sendable()
+        own = self._rank
+        posts = [((dst,), encode(value)) for dst, value in send.items() if dst != own]
+        sources = [src for src in recv if src != own]
+        values = await self._round(operation, round, posts, sources)
+        if len(sources) == len(recv):
+            return values
+        received = iter(values)
+        return [send[own] if src == own else next(received) for src in recv]
+
+    async def exchange_batch(self, operations: Sequence[Operation], *, round: int = 0,
+                             send: Mapping[int, numpy.ndarray], offsets: Sequence[int],
+                             recv: Sequence[int]) -> tuple[dict[int, numpy.ndarray], dict[int, BaseException]]:
+        """One round of several operations at once (see :meth:`Communicator.exchange_batch`)."""
+        self._membership.check_sendable()
+        messages = self._messages
+        own = self._rank
+        count = len(operations)
+        kind = operations[0].kind
+        idents = [operation.ident for operation in operations]
+        deadline, timeout = self._deadline()
+        posts = []
+        for dst, data in send.items():
+            if dst == own:
+                continue
+            if count == 1:
+                encoded = encode(data)
+                messages.post(dst, idents[0], round, kind, encoded)
+                posts.append(((dst,), encoded))
+            else:
+                messages.post_batch(dst, idents, round, kind, offsets, data)
+        await self._flush(posts, True, deadline, timeout, kind)
+        sources = [src for src in recv if src != own]
+        keys = [(src, ident, round) for src in sources for ident in idents]
+        values = await messages.receive(keys, [kind] * len(keys), deadline, timeout, partial=True)
+        dtype = next(iter(send.values())).dtype
+        received: dict[int, numpy.ndarray] = {}
+        failed: dict[int, BaseException] = {}
+        for position, src in enumerate(sources):
+            received[src] = _assemble(values[position * count:(position + 1) * count], offsets, dtype,
+                                      failed, src, self._prefix, kind)
+        if own in recv:
+            received[own] = send[own]
+        return received, failed
 
     # -- point to point --------------------------------------------------------------
     async def send(self, *, value: Any, dst: int, tag: int) -> None:
-        """Send ``value`` to player ``dst``.
+        """Send ``value`` to player ``dst``, matched by (source, tag) in the caller's scope.
 
         Returns once the value is on its way; the caller may then modify it.  Never raises
         because the destination failed (the message is dropped and counted in ``stats``).
 
         Raises
         ------
+        ValueError
+            If ``dst`` or ``tag`` is invalid (user tags are 0 ... 2**31 - 1).
         TypeError
             If ``value`` cannot travel (nothing is sent).
         Revoked, Excluded, NotRunning
@@ -544,21 +318,20 @@ class AsyncSocketCommunicator(Communicator):
         Timeout
             If the destination does not read and the link stays congested past ``timeout``.
         """
-        if self._freed or self._excluded is not None or self._revoked:
-            self._check_sendable()
         if type(dst) is not int or not 0 <= dst < self._world_size:
             dst = self._require_rank(dst, "dst")
-        if type(tag) is not int or tag < 0:
+        if type(tag) is not int or not 0 <= tag <= USER_TAG_MAX:
             tag = self._require_tag(tag)
+        self._membership.check_sendable()
         encoded = encode(value)
-        self._post(dst, tag, encoded)
-        link = self._links[dst]
-        if link is not None and link.needs_drain(encoded.borrowed):
+        messages = self._messages
+        messages.post(dst, self._scope_state()[1].p2p_key(tag), 0, tag, encoded)
+        if messages.needs_flush(dst, encoded.borrowed):
             deadline, timeout = self._deadline()
-            await self._flush((dst,), encoded.borrowed, deadline, timeout, tag)
+            await messages.flush((dst,), encoded.borrowed, deadline, timeout, tag)
 
     async def recv(self, *, src: int, tag: int) -> Any:
-        """Receive the next value player ``src`` sent with ``tag``.
+        """Receive the next value player ``src`` sent with ``tag`` in the caller's scope.
 
         Messages from ``src`` that arrived before it failed, left or revoked are still
         received; after them this raises at once.
@@ -574,34 +347,14 @@ class AsyncSocketCommunicator(Communicator):
         RemoteProtocolError
             If ``src`` sent invalid data (its link is dropped).
         """
-        if self._freed or self._excluded is not None:
-            self._check_usable()
         if type(src) is not int or not 0 <= src < self._world_size:
             src = self._require_rank(src, "src")
-        if type(tag) is not int or tag < 0:
+        if type(tag) is not int or not 0 <= tag <= USER_TAG_MAX:
             tag = self._require_tag(tag)
-        mailbox = self._mailbox
-        found, value = mailbox.take(src, tag)
-        if found:
-            return value
-        ended = mailbox.ended(src)
-        if ended is not None:
-            raise self._ended_error(ended, src, tag)
-        loop = self._loop
-        timeout = self._timeout
-        future = loop.create_future()
-        mailbox.wait(src, tag, future)
-        timer = loop.call_at(loop.time() + timeout, self._expire, future, src, tag, timeout)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            # Our caller was cancelled.  If a message was already handed to us, put it back.
-            if future.done() and not future.cancelled() and future.exception() is None:
-                mailbox.put_back(src, tag, future.result())
-            raise
-        finally:
-            timer.cancel()
-            mailbox.forget(src, tag, future)
+        self._membership.check_usable()
+        deadline, timeout = self._deadline()
+        key = (src, self._scope_state()[1].p2p_key(tag), 0)
+        return (await self._messages.receive([key], [tag], deadline, timeout, point_to_point=True))[0]
 
     def isend(self, *, value: Any, dst: int, tag: int) -> asyncio.Task[None]:
         """Start sending ``value`` to ``dst`` now; return a task that finishes the send.
@@ -609,183 +362,124 @@ class AsyncSocketCommunicator(Communicator):
         Messages started with ``isend`` go out in call order.  Argument and type errors are
         raised here, before anything is sent.
         """
-        self._check_sendable()
         dst = self._require_rank(dst, "dst")
         tag = self._require_tag(tag)
+        self._membership.check_sendable()
         encoded = encode(value)
-        self._post(dst, tag, encoded)
+        self._messages.post(dst, self._scope_state()[1].p2p_key(tag), 0, tag, encoded)
         deadline, timeout = self._deadline()
-        return asyncio.get_running_loop().create_task(
-            self._flush((dst,), encoded.borrowed, deadline, timeout, tag)
-        )
+        return self._loop.create_task(self._messages.flush((dst,), encoded.borrowed, deadline, timeout, tag))
 
     def irecv(self, *, src: int, tag: int) -> asyncio.Task[Any]:
         """Start receiving from ``src`` now; return a task whose result is the value.
 
         The receive is matched at call time: receives started earlier get earlier messages.
         """
-        self._check_usable()
         src = self._require_rank(src, "src")
         tag = self._require_tag(tag)
+        self._membership.check_usable()
         deadline, timeout = self._deadline()
-        future, timer = self._start_receive(src, tag, deadline, timeout)
-        return asyncio.get_running_loop().create_task(self._finish_receive(src, tag, future, timer))
+        key = (src, self._scope_state()[1].p2p_key(tag), 0)
+        group = self._messages.start([key], [tag], deadline, timeout, point_to_point=True)
+        return self._loop.create_task(_first(self._messages.finish(group)))
 
     # -- collectives ------------------------------------------------------------------
-    async def _gather_from(self, sources: Sequence[int], tag: int, deadline: float,
-                           timeout: float) -> list[Any]:
-        """Receive one message with ``tag`` from each of ``sources`` (in that order).
-
-        Raises as soon as any source can no longer deliver, or at the deadline.
-        """
-        mailbox = self._mailbox
-        values: list[Any] = [_MISSING] * len(sources)
-        missing = 0
-        for index, src in enumerate(sources):
-            found, value = mailbox.take(src, tag)
-            if found:
-                values[index] = value
-                continue
-            ended = mailbox.ended(src)
-            if ended is not None:
-                raise self._ended_error(ended, src, tag)
-            missing += 1
-        if not missing:
-            return values
-        loop = self._loop
-        group = _Group(loop.create_future(), values, missing)
-        slots = []
-        for index, src in enumerate(sources):
-            if values[index] is _MISSING:
-                slot = _Slot(group, index)
-                mailbox.wait(src, tag, slot)
-                slots.append((src, slot))
-        timer = loop.call_at(deadline, self._expire_group, group, sources, tag, timeout)
-        try:
-            await group.future
-        except asyncio.CancelledError:
-            # Our caller was cancelled: messages already handed to us go back, in order.
-            for src, slot in reversed(slots):
-                value = values[slot.index]
-                if value is not _MISSING:
-                    mailbox.put_back(src, tag, value)
-            raise
-        finally:
-            timer.cancel()
-            for src, slot in slots:
-                mailbox.forget(src, tag, slot)
-        return values
-
-    def _expire_group(self, group: _Group, sources: Sequence[int], tag: int, timeout: float) -> None:
-        if group.future.done():
-            return
-        late = next(src for index, src in enumerate(sources) if group.values[index] is _MISSING)
-        group.future.set_exception(Timeout(
-            f"{self._prefix()}: Tag {tagname(tag)} from player {late} timed-out after {_format_seconds(timeout)}"
-        ))
-
-    async def allgather(self, value: Any) -> list[Any]:
+    def allgather(self, value: Any) -> Any:
         """Collective: every member contributes ``value``; returns all values in rank order."""
-        self._check_sendable()
-        encoded = encode(value)
-        deadline, timeout = self._deadline()
-        others = [rank for rank in range(self._world_size) if rank != self._rank]
-        self._post_many(others, Tag.ALLGATHER, encoded)
-        if encoded.borrowed:
-            await self._flush(others, True, deadline, timeout, Tag.ALLGATHER)
-        received = await self._gather_from(others, Tag.ALLGATHER, deadline, timeout)
+        operation = self.begin(_ALLGATHER)
+        self._membership.check_sendable()
+        return self._allgather(operation, encode(value))
+
+    async def _allgather(self, operation: Operation, encoded: Encoded) -> list[Any]:
+        received = await self._round(operation, 0, [(self._others, encoded)], self._others)
         received.insert(self._rank, decode(encoded.tobytes()))
-        await self._flush(others, False, deadline, timeout, Tag.ALLGATHER)
         return received
 
-    async def barrier(self) -> None:
+    def barrier(self) -> Any:
         """Collective: returns once every member has entered (one round of messages)."""
-        self._check_sendable()
-        deadline, timeout = self._deadline()
-        others = [rank for rank in range(self._world_size) if rank != self._rank]
-        self._post_many(others, Tag.BARRIER, _EMPTY)
-        await self._gather_from(others, Tag.BARRIER, deadline, timeout)
+        operation = self.begin(_BARRIER)
+        self._membership.check_sendable()
+        return self._barrier(operation)
 
-    async def broadcast(self, *, src: int, value: Any) -> Any:
+    async def _barrier(self, operation: Operation) -> None:
+        await self._round(operation, 0, [(self._others, _EMPTY)], self._others)
+
+    def broadcast(self, *, src: int, value: Any) -> Any:
         """Collective: returns player ``src``'s ``value`` on every member (``value`` is
         ignored elsewhere).  The root finishes even if a receiver has failed."""
-        self._check_usable()
         src = self._require_rank(src, "src")
-        deadline, timeout = self._deadline()
+        operation = self.begin(_BROADCAST)
         if self._rank != src:
             # A pure receiver proceeds even on a revoked communicator: the root's value still
             # arrives if the root sent it before its revoke marker (see "revoke ordering").
-            return await self._receive(src, Tag.BROADCAST, deadline, timeout)
-        self._check_sendable()
-        encoded = encode(value)
-        others = [rank for rank in range(self._world_size) if rank != src]
-        self._post_many(others, Tag.BROADCAST, encoded)
-        await self._flush(others, encoded.borrowed, deadline, timeout, Tag.BROADCAST)
+            return self._receive_one(operation, src)
+        self._membership.check_sendable()
+        return self._broadcast(operation, encode(value))
+
+    async def _broadcast(self, operation: Operation, encoded: Encoded) -> Any:
+        await self._round(operation, 0, [(self._others, encoded)], ())
         return decode(encoded.tobytes())
 
-    async def gather(self, *, value: Any, dst: int) -> list[Any] | None:
-        """Collective: ``dst`` gets every member's ``value`` in rank order; others get None."""
-        self._check_usable()
-        dst = self._require_rank(dst, "dst")
-        return await self._gatherv(list(range(self._world_size)), value, dst, Tag.GATHER)
+    async def _receive_one(self, operation: Operation, src: int) -> Any:
+        return (await self._round(operation, 0, (), (src,)))[0]
 
-    async def gatherv(self, *, src: Sequence[int], value: Any, dst: int) -> list[Any] | None:
+    def gather(self, *, value: Any, dst: int) -> Any:
+        """Collective: ``dst`` gets every member's ``value`` in rank order; others get None."""
+        dst = self._require_rank(dst, "dst")
+        return self._gather_start(list(range(self._world_size)), value, dst, _GATHER)
+
+    def gatherv(self, *, src: Sequence[int], value: Any, dst: int) -> Any:
         """Collective: ``dst`` gets the values of the players in ``src``, in that order;
         others get None.  ``value`` is ignored on players not in ``src``."""
-        self._check_usable()
-        src = self._require_rank_list(src, "src")
+        sources = self._require_rank_list(src, "src")
         dst = self._require_rank(dst, "dst")
-        return await self._gatherv(src, value, dst, Tag.GATHERV)
+        return self._gather_start(sources, value, dst, _GATHERV)
 
-    async def _gatherv(self, sources: list[int], value: Any, dst: int, tag: int) -> list[Any] | None:
-        deadline, timeout = self._deadline()
+    def _gather_start(self, sources: list[int], value: Any, dst: int, kind: int) -> Any:
+        operation = self.begin(kind)
+        posts: list[tuple[Sequence[int], Encoded]] = []
         if self._rank in sources:
-            self._check_sendable()  # a sender on a revoked communicator: Revoked
-            encoded = encode(value)
-            self._post(dst, tag, encoded)
-            if self._rank != dst:
-                await self._flush((dst,), encoded.borrowed, deadline, timeout, tag)
-        if self._rank != dst:
-            return None
-        return await self._gather_from(sources, tag, deadline, timeout)
+            self._membership.check_sendable()  # a sender on a revoked communicator: Revoked
+            posts.append(((dst,), encode(value)))
+        return self._gatherv(operation, posts, sources if self._rank == dst else None)
 
-    async def scatter(self, *, src: int, values: Sequence[Any] | None) -> Any:
+    async def _gatherv(self, operation: Operation, posts: list[tuple[Sequence[int], Encoded]],
+                       sources: list[int] | None) -> list[Any] | None:
+        values = await self._round(operation, 0, posts, sources or ())
+        return values if sources is not None else None
+
+    def scatter(self, *, src: int, values: Sequence[Any] | None) -> Any:
         """Collective: player ``src`` sends ``values[r]`` to rank ``r``; returns this
         player's value.  ``values`` is ignored on other players."""
-        self._check_usable()
         src = self._require_rank(src, "src")
-        return await self._scatterv(src, values, list(range(self._world_size)), Tag.SCATTER)
+        return self._scatter_start(src, values, list(range(self._world_size)), _SCATTER)
 
-    async def scatterv(self, *, src: int, values: Sequence[Any] | None, dst: Sequence[int]) -> Any:
+    def scatterv(self, *, src: int, values: Sequence[Any] | None, dst: Sequence[int]) -> Any:
         """Collective: player ``src`` sends ``values[i]`` to player ``dst[i]``; returns this
         player's value, or None for players not in ``dst``."""
-        self._check_usable()
         src = self._require_rank(src, "src")
-        dst = self._require_rank_list(dst, "dst")
-        return await self._scatterv(src, values, dst, Tag.SCATTERV)
+        destinations = self._require_rank_list(dst, "dst")
+        return self._scatter_start(src, values, destinations, _SCATTERV)
 
-    async def _scatterv(self, src: int, values: Sequence[Any] | None, destinations: list[int],
-                        tag: int) -> Any:
-        deadline, timeout = self._deadline()
+    def _scatter_start(self, src: int, values: Sequence[Any] | None, destinations: list[int], kind: int) -> Any:
+        operation = self.begin(kind)
+        posts: list[tuple[Sequence[int], Encoded]] = []
         if self._rank == src:
-            self._check_sendable()  # the root sends: Revoked on a revoked communicator
+            self._membership.check_sendable()  # the root sends: Revoked on a revoked communicator
             if values is None:
                 raise ValueError("values must be a sequence with one value per destination")
             values = list(values)
             if len(values) != len(destinations):
-                raise ValueError(
-                    f"values must hold one value per destination: {len(destinations)} expected, "
-                    f"got {len(values)}"
-                )
+                raise ValueError(f"values must hold one value per destination: {len(destinations)} expected, "
+                                 f"got {len(values)}")
             encoded = [encode(value) for value in values]  # every TypeError before any send
-            borrowed = False
-            for dst, item in zip(destinations, encoded, strict=True):
-                self._post(dst, tag, item)
-                borrowed = borrowed or item.borrowed
-            await self._flush(destinations, borrowed, deadline, timeout, tag)
-        if self._rank not in destinations:
-            return None
-        return await self._receive(src, tag, deadline, timeout)
+            posts = [((dst,), item) for dst, item in zip(destinations, encoded, strict=True)]
+        return self._scatterv(operation, posts, src if self._rank in destinations else None)
+
+    async def _scatterv(self, operation: Operation, posts: list[tuple[Sequence[int], Encoded]],
+                        src: int | None) -> Any:
+        values = await self._round(operation, 0, posts, (src,) if src is not None else ())
+        return values[0] if src is not None else None
 
     # -- fault tolerance and lifetime -----------------------------------------------
     async def revoke(self) -> None:
@@ -795,13 +489,10 @@ class AsyncSocketCommunicator(Communicator):
         nothing.  The revoke travels out of band, ahead of queued data, and every member
         forwards the first one it sees to all others, so it reaches every survivor even if
         this player dies half-way.  Afterwards sends raise ``Revoked``; a receive from P still
-        gets what P sent before it learned of the revoke, then raises ``Revoked``.
+        gets what P sent before it learned of the revoke, then raises ``Revoked``.  Every
+        operation in flight fails by the same rule.
         """
-        if self._freed or self._revoked or self._excluded is not None:
-            return
-        self._revoked = True
-        log.warning("Comm %s player %s revoked by player %s", self._name, self._rank, self._rank)
-        self._send_control_all(Control.REVOKE)
+        self._membership.revoke()
 
     async def shrink(self, *, name: str,
                      timeout: float | None = None) -> tuple[AsyncSocketCommunicator, list[int]]:
@@ -827,7 +518,9 @@ class AsyncSocketCommunicator(Communicator):
 
         A player answers the agreement from its link reader, so one that is still busy in
         an operation when the others shrink is not mistaken for a dead one.  Long blocking
-        computations (which stop the event loop) must stay shorter than ``timeout``.
+        computations (which stop the event loop) must stay shorter than ``timeout``.  The new
+        communicator numbers its operations afresh in every scope, so survivors that failed
+        at the same operation continue in step.
 
         Parameters
         ----------
@@ -851,15 +544,10 @@ class AsyncSocketCommunicator(Communicator):
         """
         if not isinstance(name, str):
             raise ValueError(f"name must be a string, got {name!r}")
-        if self._freed:
-            raise NotRunning(f"{self._prefix()}: the communicator was freed")
-        if self._excluded is not None:
-            raise Excluded(f"{self._prefix()}: {self._excluded}")
+        self._membership.check_usable()
         patience = self._timeout if timeout is None else self._check_timeout(timeout)
-        key = self._rounds.started
-        members = await self._rounds.shrink(patience)
-        child = self._child("shrink", key, "", list(members), name=name)
-        return child, list(members)
+        key, members = await self._membership.shrink(patience)
+        return self._child("shrink", key, "", members, name=name), members
 
     async def split(self, *, name: str | None) -> AsyncSocketCommunicator | None:
         """Collective: players giving the same ``name`` form a new communicator.
@@ -869,9 +557,7 @@ class AsyncSocketCommunicator(Communicator):
         """
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a string or None, got {name!r}")
-        self._check_sendable()
-        sequence = self._splits
-        self._splits += 1
+        sequence = self._membership.next_split()
         names = await self.allgather(name)
         if name is None:
             return None
@@ -880,11 +566,10 @@ class AsyncSocketCommunicator(Communicator):
 
     def _child(self, operation: str, sequence: int, label: str, members: list[int], *,
                name: str | None = None) -> AsyncSocketCommunicator:
-        worlds = [self._members[rank] for rank in members]
-        comm_id = child_id(self.comm_id, operation, sequence, label, worlds)
-        child = AsyncSocketCommunicator(endpoint=self._endpoint, name=label if name is None else name,
+        worlds, comm_id = self._membership.child_identity(operation, sequence, label, members)
+        child = AsyncSocketCommunicator(endpoint=self._membership.endpoint, name=label if name is None else name,
                                         timeout=self._timeout, _members=worlds, _comm_id=comm_id)
-        self._descendants.append(weakref.ref(child))
+        self._membership.adopt(child._membership)
         return child
 
     async def free(self) -> None:
@@ -894,17 +579,7 @@ class AsyncSocketCommunicator(Communicator):
         player then fail at once instead of timing out); links close once no communicator
         uses them.  Using the communicator afterwards raises ``NotRunning``.
         """
-        if self._freed:
-            return
-        self._freed = True
-        self._send_control_all(Control.FREED)
-        for src, tag, waiter in self._mailbox.close():
-            waiter.set_exception(NotRunning(
-                f"{self._prefix()}: the communicator was freed while receiving Tag {tagname(tag)} "
-                f"from player {src}"
-            ))
-        self._rounds.close()
-        self._endpoint.retire(self, self._on_retired_frame)
+        self._membership.free()
 
     # -- construction helpers --------------------------------------------------------
     @staticmethod
@@ -937,3 +612,51 @@ class AsyncSocketCommunicator(Communicator):
                    kwargs=kwargs, family=family, name=name, timeout=timeout,
                    startup_timeout=startup_timeout, show_traceback=show_traceback,
                    start_method=start_method)
+
+
+async def _first(receipt: Any) -> Any:
+    return (await receipt)[0]
+
+
+def _assemble(entries: list[Any], offsets: Sequence[int], dtype: numpy.dtype, failed: dict[int, BaseException],
+              src: int, prefix: str, kind: int) -> numpy.ndarray:
+    """Lay the messages one source sent for a batch of operations out like the batch.
+
+    Fast path: they are one contiguous piece of one frame (the peer batched the same
+    operations); otherwise each is checked and copied into place.  Operations whose message
+    is missing or malformed go into ``failed`` (their part stays zero).
+    """
+    first = entries[0]
+    if type(first) is tuple and not failed:
+        data, start, position = first
+        for j in range(1, len(entries)):
+            entry = entries[j]
+            if type(entry) is not tuple or entry[0] is not data or entry[1] != position:
+                break
+            position = entry[2]
+        else:
+            if position - start == offsets[-1] and data.dtype == dtype and all(
+                    entries[j][2] - entries[j][1] == offsets[j + 1] - offsets[j] for j in range(len(entries))):
+                return data[start:position]
+    out = numpy.zeros(offsets[-1], dtype=dtype)
+    for j, entry in enumerate(entries):
+        if isinstance(entry, BaseException):
+            failed.setdefault(j, entry)
+            continue
+        if type(entry) is tuple:
+            data, start, stop = entry
+            entry = data[start:stop]
+        size = offsets[j + 1] - offsets[j]
+        if not isinstance(entry, numpy.ndarray) or entry.ndim != 1 or entry.dtype != dtype or len(entry) != size:
+            failed.setdefault(j, RemoteProtocolError(
+                f"{prefix}: player {src} sent a malformed message for operation {tagname(kind)} "
+                f"({_describe(entry)}, where this player expects {size} values of {dtype})", rank=src))
+            continue
+        out[offsets[j]:offsets[j + 1]] = entry
+    return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, numpy.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"

@@ -15,16 +15,51 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._core.agreement import Agreement, Decide, Exclude, ExcludedSelf, Send, parse_message
 from .._core.framing import Control
 from ..errors import Excluded, RemoteProtocolError
 
-if TYPE_CHECKING:
-    from .socket import AsyncSocketCommunicator
-
 log = logging.getLogger(__name__)
+
+__all__ = ["AgreementHost", "Rounds"]
+
+
+class AgreementHost(Protocol):
+    """What the shrink rounds need of their communicator."""
+
+    @property
+    def prefix(self) -> str:
+        """Start of error messages (``"Comm world player 0"``)."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world_size(self) -> int: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def excluded(self) -> bool:
+        """True once the others agreed without this player."""
+
+    def gone_ranks(self) -> set[int]:
+        """Members known gone for good (their links closed or ignored)."""
+
+    def send_agreement(self, dst: int, message: dict[str, Any]) -> None:
+        """Send an agreement message to member ``dst``."""
+
+    def exclude_member(self, rank: int, key: int) -> None:
+        """Tell ``rank`` it was left out of round ``key``, and ignore it from now on."""
+
+    def become_excluded(self, by: int) -> None:
+        """The others agreed without this player (``by`` said so)."""
+
+    async def settle(self) -> None:
+        """Let the loop read the input that has already arrived on the links."""
 
 MAX_ROUNDS_AHEAD = 16
 """How far ahead of our own shrink count a peer's round number may be (bounds memory)."""
@@ -33,7 +68,7 @@ MAX_ROUNDS_AHEAD = 16
 class Rounds:
     """The shrink rounds of one communicator (usually just one)."""
 
-    def __init__(self, comm: AsyncSocketCommunicator) -> None:
+    def __init__(self, comm: AgreementHost) -> None:
         self.comm = comm
         self.started = 0  # local shrink calls so far
         self.rounds: dict[int, Agreement] = {}
@@ -46,21 +81,30 @@ class Rounds:
         machine = self.rounds.get(key)
         if machine is None:
             if key > self.started + MAX_ROUNDS_AHEAD:
-                raise RemoteProtocolError(f"{self.comm._prefix()}: agreement round {key} is too far ahead")
+                raise RemoteProtocolError(f"{self.comm.prefix}: agreement round {key} is too far ahead")
             comm = self.comm
-            machine = Agreement(me=comm.rank, size=comm.world_size, key=key, dead=comm._gone_ranks(),
+            machine = Agreement(me=comm.rank, size=comm.world_size, key=key, dead=comm.gone_ranks(),
                                 timeout=comm.timeout)
             self.rounds[key] = machine
         return machine
 
     def decided(self, key: int) -> tuple[int, ...] | None:
+        """The members round ``key`` decided, if it did."""
         machine = self.rounds.get(key)
         return None if machine is None else machine.decided
+
+    def answer_late(self, src: int, value: Any) -> None:
+        """An agreement message after the communicator was freed: answer from the record."""
+        message = parse_message(value, size=self.comm.world_size)
+        machine = self.rounds.get(message["k"])
+        reply = None if machine is None else machine.answer_late(message)
+        if reply is not None:
+            self.comm.send_agreement(src, reply)
 
     # -- inputs ----------------------------------------------------------------------
     def on_control(self, src: int, code: int, value: Any) -> None:
         """An AGREEMENT or EXCLUDED control frame from ``src`` (reader context)."""
-        if self.comm._excluded is not None:
+        if self.comm.excluded:
             return
         now = asyncio.get_running_loop().time()
         if code == Control.AGREEMENT:
@@ -70,10 +114,10 @@ class Rounds:
         elif code == Control.EXCLUDED:
             key = value.get("k") if isinstance(value, dict) else None
             if not isinstance(key, int) or isinstance(key, bool) or key < 0:
-                raise RemoteProtocolError(f"{self.comm._prefix()}: malformed EXCLUDED from player {src}")
+                raise RemoteProtocolError(f"{self.comm.prefix}: malformed EXCLUDED from player {src}")
             self.apply(key, self.round(key).exclude(src))
         else:
-            raise RemoteProtocolError(f"{self.comm._prefix()}: player {src} sent unknown control code {code}",
+            raise RemoteProtocolError(f"{self.comm.prefix}: player {src} sent unknown control code {code}",
                                       rank=src)
 
     def on_dead(self, rank: int) -> None:
@@ -103,7 +147,7 @@ class Rounds:
             except TimeoutError:
                 if waiter.done():
                     raise
-                raise RuntimeError(f"{self.comm._prefix()}: shrink round {key} did not end "
+                raise RuntimeError(f"{self.comm.prefix}: shrink round {key} did not end "
                                    f"within {bound:g}s (a bug)") from None
             finally:
                 self.waiters.pop(key, None)
@@ -117,15 +161,15 @@ class Rounds:
         comm = self.comm
         for action in actions:
             if isinstance(action, Send):
-                comm._send_control(action.dst, Control.AGREEMENT, action.message)
+                comm.send_agreement(action.dst, action.message)
             elif isinstance(action, Exclude):
                 for rank in action.ranks:
-                    comm._exclude_peer(rank, key)
+                    comm.exclude_member(rank, key)
             elif isinstance(action, Decide):
-                log.debug("%s: round %s decided %s", comm._prefix(), key, list(action.members))
+                log.debug("%s: round %s decided %s", comm.prefix, key, list(action.members))
                 self._resolve(key, None)
             elif isinstance(action, ExcludedSelf):
-                comm._become_excluded(action.by)
+                comm.become_excluded(action.by)
                 self._resolve(key, self._excluded_error(action.by))
         self._arm(key)
 
@@ -138,7 +182,7 @@ class Rounds:
                 waiter.set_exception(error)
 
     def _excluded_error(self, by: int) -> Excluded:
-        return Excluded(f"{self.comm._prefix()}: player {by} agreed on a new communicator without "
+        return Excluded(f"{self.comm.prefix}: player {by} agreed on a new communicator without "
                         "this player (it was too slow to answer, or thought dead)")
 
     def _arm(self, key: int) -> None:
@@ -161,7 +205,7 @@ class Rounds:
         task.add_done_callback(self.tasks.discard)
 
     async def _settle_then_fire(self, key: int, deadline: float) -> None:
-        await self.comm.endpoint.settle()
+        await self.comm.settle()
         machine = self.rounds[key]
         if machine.done or machine.deadline is None:
             return

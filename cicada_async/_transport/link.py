@@ -1,17 +1,13 @@
-"""Per-peer links over asyncio transports, and the endpoint that routes their frames.
+"""One asyncio protocol per stream to one other player: frames in, frames out.
 
 A :class:`Link` is the asyncio protocol of one stream (TCP, Unix socket or TLS) to one
 other player.  Its reader is the event loop's read callback: bytes go straight into the
 :class:`~cicada_async._core.framing.FrameDecoder` (large payloads land in their final
-buffer) and every complete frame is handed, in arrival order, to the link's handler.  Errors
-from the OS, the TLS layer and the peer's bytes are turned into library errors here, and
-only here.
+buffer) and every complete frame is handed, in arrival order, to the link's handler.
 
-An :class:`Endpoint` holds one player's links to every other player of a world and the
-communicators built over them.  Frames name their communicator, so any number of
-communicators (the world, and those made by ``shrink`` and ``split``) share the links.
-Frames for a communicator this player has not created yet (a faster peer already uses the
-result of a ``shrink``) are held, within the per-peer byte limit, until it exists.
+Small frames written in one turn of the event loop share a write: the first goes out at
+once, later ones are joined and written when the loop comes round (one system call for many
+frames; a lone frame is not delayed).  Large frames are written from the caller's buffer.
 """
 
 from __future__ import annotations
@@ -20,76 +16,27 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from ._core.framing import DEFAULT_MAX_FRAME, HEADER_SIZE, Frame, FrameDecoder, Kind, encode_header
-from ._core.mailbox import DEFAULT_MAX_QUEUED_BYTES
-from .errors import RemoteProtocolError
-
-if TYPE_CHECKING:
-    from .communicator.socket import AsyncSocketCommunicator
+from .._core.framing import Frame, FrameDecoder, Kind, encode_header
+from ..errors import RemoteProtocolError
+from .tls_session import TLSSession
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Endpoint", "Limits", "Link"]
+__all__ = ["SOFT_WRITE_LIMIT", "Link"]
 
-# Writes buffered beyond this make a send wait for the link to drain (bounded memory).
 SOFT_WRITE_LIMIT = 4 << 20
+"""Writes buffered beyond this make a send wait for the link to drain (bounded memory)."""
 _SMALL_WRITE = 16 * 1024
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what a peer can make this player hold in memory.
-
-    Attributes
-    ----------
-    max_frame_size:
-        Largest frame payload accepted from a peer (default 1 GiB).
-    max_queued_bytes:
-        Most bytes from one peer that may wait in a communicator's mailbox, unreceived
-        (default 2 GiB).  A peer over either limit is failed with ``RemoteProtocolError``.
-    """
-
-    max_frame_size: int = DEFAULT_MAX_FRAME
-    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
-
-
-def _goodbye_frame() -> bytes:
-    return encode_header(Kind.GOODBYE, 0, 0, 0)
-
-
-_TLS_CHUNK = 1 << 20  # plaintext encrypted per step when sending a large frame
+_GOODBYE = encode_header(Kind.GOODBYE, 0, 0, 0)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()  # a handshake failure nobody awaited is still not "unretrieved"
-
-
-class _TLSSession:
-    """TLS records over in-memory BIOs: ciphertext to and from the link's raw transport.
-
-    Running TLS inside the link (rather than in the event loop's SSL transport) behaves the
-    same on asyncio and uvloop, lets the link see every handshake failure, and decrypts
-    straight into the frame decoder's buffer.
-    """
-
-    __slots__ = ("done", "incoming", "outgoing", "pending", "ssl", "view")
-
-    def __init__(self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None) -> None:
-        self.incoming = ssl.MemoryBIO()
-        self.outgoing = ssl.MemoryBIO()
-        self.ssl = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
-                                    server_hostname=server_hostname)
-        self.done = False  # handshake complete
-        self.view = memoryview(bytearray(256 * 1024))  # ciphertext from the socket lands here
-        self.pending: list[bytes] = []  # plaintext written before the handshake completed
 
 
 class Link(asyncio.BufferedProtocol):
@@ -104,7 +51,7 @@ class Link(asyncio.BufferedProtocol):
                  server_side: bool = False, server_hostname: str | None = None) -> None:
         self.decoder = FrameDecoder(max_payload=max_payload)
         self._tls_settings = (tls, server_side, server_hostname) if tls is not None else None
-        self._session: _TLSSession | None = None
+        self._session: TLSSession | None = None
         self.transport: asyncio.Transport | None = None
         self.peer: int | None = None
         self.label = label
@@ -132,6 +79,9 @@ class Link(asyncio.BufferedProtocol):
         self._linger: asyncio.TimerHandle | None = None
         self._scratch: memoryview | None = None
         self._spare: socket.socket | None = None  # a second descriptor, to read what is left
+        self._corked = False  # a write went out this turn of the loop: later small ones wait
+        self._pending: list[bytes | memoryview] = []  # small frames waiting for the turn's end
+        self._loop = loop
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -171,7 +121,7 @@ class Link(asyncio.BufferedProtocol):
         if not self.connected.done():
             self.connected.set_result(None)
         if self._tls_settings is not None:
-            self._session = _TLSSession(*self._tls_settings)
+            self._session = TLSSession(*self._tls_settings, write=self._write_ciphertext)
             self._tls_step()
         elif not self.handshake.done():
             self.handshake.set_result(None)
@@ -198,7 +148,7 @@ class Link(asyncio.BufferedProtocol):
             return
         session = self._session
         if session is not None:
-            session.incoming.write(session.view[:nbytes])
+            session.received(nbytes)
             if not session.done:
                 self._tls_step()
                 if not session.done:
@@ -225,23 +175,19 @@ class Link(asyncio.BufferedProtocol):
         return not self.ignoring
 
     # -- TLS ---------------------------------------------------------------------------
-    def _flush_tls(self) -> None:
-        session = self._session
-        if session is not None and session.outgoing.pending and self.transport is not None:
-            if not self.transport.is_closing():
-                self.transport.write(session.outgoing.read())
+    def _write_ciphertext(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def _tls_step(self) -> None:
         """Advance the TLS handshake with whatever ciphertext has arrived."""
         session = self._session
         assert session is not None
         try:
-            session.ssl.do_handshake()
-        except ssl.SSLWantReadError:
-            self._flush_tls()
-            return
+            if not session.handshake_step():
+                return
         except (ssl.SSLError, OSError) as exc:
-            self._flush_tls()  # the alert telling the peer why
             self.error = exc
             self.ignoring = True
             if not self.handshake.done():
@@ -249,11 +195,6 @@ class Link(asyncio.BufferedProtocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        session.done = True
-        self._flush_tls()
-        pending, session.pending = session.pending, []
-        for data in pending:
-            self._send(data)
         if not self.handshake.done():
             self.handshake.set_result(None)
         self._decrypt()
@@ -262,41 +203,56 @@ class Link(asyncio.BufferedProtocol):
         """Move plaintext from the TLS session into the frame decoder, and dispatch frames."""
         session = self._session
         assert session is not None
-        tls = session.ssl
         while not self.ignoring:
-            buffer = self.decoder.get_buffer(-1)
             try:
-                count = tls.read(len(buffer), buffer)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:  # the peer closed its TLS session
-                self.peer_done = True
-                break
+                count = session.decrypt(self.decoder.get_buffer(-1))
             except ssl.SSLError as exc:
                 self.error = exc
                 self.ignoring = True
                 if self.transport is not None:
                     self.transport.abort()
                 return
+            if count is None:  # the peer closed its TLS session
+                self.peer_done = True
+                break
             if not count or not self._decode(count):
                 break
-        self._flush_tls()  # post-handshake messages (session tickets, key updates)
+        session.flush()  # post-handshake messages (session tickets, key updates)
 
     def _send(self, data: bytes | memoryview) -> None:
-        """Write bytes on the link (encrypting them first on a TLS link)."""
+        """Write bytes on the link now (encrypting them first on a TLS link)."""
         transport = self.transport
         assert transport is not None
-        session = self._session
-        if session is None:
+        if self._session is None:
             transport.write(data)
+        else:
+            self._session.encrypt(data)
+
+    def _send_small(self, data: bytes | memoryview) -> None:
+        """Write a small frame: at once if it is the first this turn, else at the turn's end."""
+        if self._corked:
+            self._pending.append(data)
             return
-        if not session.done:
-            session.pending.append(bytes(data))
-            return
-        view = memoryview(data).cast("B")
-        for start in range(0, len(view), _TLS_CHUNK):
-            session.ssl.write(view[start : start + _TLS_CHUNK])
-            transport.write(session.outgoing.read())
+        self._send(data)
+        self._corked = True
+        self._loop.call_soon(self._uncork)
+
+    def _uncork(self) -> None:
+        self._corked = False
+        if self._pending:
+            pending, self._pending = self._pending, []
+            if self.transport is not None and not self.closed and not self.transport.is_closing():
+                self._send(b"".join(pending))
+
+    def _flush_pending(self) -> None:
+        """Write the small frames waiting for the turn's end now (order is kept)."""
+        if self._pending:
+            self._uncork()
+
+    def flush_now(self) -> None:
+        """Hand the small frames waiting for the end of this turn of the loop to the
+        transport now (they would otherwise go out when the loop comes round)."""
+        self._flush_pending()
 
     def _dispatch(self, frame: Frame) -> None:
         if frame.kind == Kind.GOODBYE:
@@ -409,12 +365,13 @@ class Link(asyncio.BufferedProtocol):
             self.frames_dropped += 1
             return False
         if nbytes <= _SMALL_WRITE:
-            self._send(header + b"".join(parts) if len(parts) != 1 else header + parts[0])
+            self._send_small(header + parts[0] if len(parts) == 1 else header + b"".join(parts))
         else:
+            self._flush_pending()
             self._send(header)
             for part in parts:
                 self._send(part)
-        self.bytes_sent += HEADER_SIZE + nbytes
+        self.bytes_sent += len(header) + nbytes
         return True
 
     def write_raw(self, data: bytes) -> bool:
@@ -422,7 +379,11 @@ class Link(asyncio.BufferedProtocol):
         if not self.writable:
             self.frames_dropped += 1
             return False
-        self._send(data)
+        if len(data) <= _SMALL_WRITE:
+            self._send_small(data)
+        else:
+            self._flush_pending()
+            self._send(data)
         self.bytes_sent += len(data)
         return True
 
@@ -430,7 +391,7 @@ class Link(asyncio.BufferedProtocol):
         """Bytes written but not yet handed to the operating system."""
         if self.transport is None or self.closed:
             return 0
-        return self.transport.get_write_buffer_size()
+        return self.transport.get_write_buffer_size() + sum(len(part) for part in self._pending)
 
     def needs_drain(self, borrowed: bool) -> bool:
         """Whether a sender must wait for :meth:`drain` before returning.
@@ -446,6 +407,7 @@ class Link(asyncio.BufferedProtocol):
 
     async def drain(self) -> None:
         """Wait until every queued byte went to the OS, or the link is gone."""
+        self._flush_pending()
         if not self._paused or self.closed or not self.buffered():
             return
         waiter = asyncio.get_running_loop().create_future()
@@ -474,7 +436,8 @@ class Link(asyncio.BufferedProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        self._send(_goodbye_frame())
+        self._flush_pending()
+        self._send(_GOODBYE)
         if self.peer_done:
             transport.close()
             return
@@ -486,6 +449,7 @@ class Link(asyncio.BufferedProtocol):
     def close_after_peer(self) -> None:
         """The peer said goodbye: flush what we queued, then close."""
         if self.transport is not None and not self.closed and not self.transport.is_closing():
+            self._flush_pending()
             self.transport.close()
 
     def ignore(self) -> None:
@@ -511,205 +475,3 @@ class Link(asyncio.BufferedProtocol):
         """Close at once, discarding anything unsent."""
         if self.transport is not None and not self.closed:
             self.transport.abort()
-
-
-def describe_loss(error: BaseException | None, goodbye: bool) -> str:
-    """A short human explanation of why a link ended."""
-    if isinstance(error, RemoteProtocolError):
-        return f"sent invalid data ({error})"
-    if isinstance(error, ssl.SSLError):
-        return f"failed (TLS error: {error.reason or error})"
-    if error is not None:
-        return f"failed (link lost: {type(error).__name__}: {error})"
-    if goodbye:
-        return "left (closed its link)"
-    return "failed (link closed)"
-
-
-class Endpoint:
-    """One player's links to the other players of a world, shared by its communicators.
-
-    Parameters
-    ----------
-    rank:
-        This player's rank in the world.
-    world_size:
-        Number of players in the world.
-    links:
-        The established link to every other player, by world rank.
-    session:
-        Bytes identifying this world; equal on every player (derived during set-up).
-    limits:
-        Memory bounds applied to every peer.
-    """
-
-    def __init__(self, *, rank: int, world_size: int, links: dict[int, Link], session: bytes,
-                 limits: Limits | None = None, linger: float = 5.0) -> None:
-        self.rank = rank
-        self.world_size = world_size
-        self.links = dict(links)
-        self.session = session
-        self.limits = limits or Limits()
-        self.linger = linger
-        self.closed = False
-        self._comms: dict[int, AsyncSocketCommunicator] = {}
-        self._refs: dict[int, int] = dict.fromkeys(self.links, 0)
-        self._held: dict[int, list[tuple[int, Frame]]] = {}
-        self._held_bytes: dict[int, int] = dict.fromkeys(self.links, 0)
-        self._retired: dict[int, Callable[[int, Frame], None] | None] = {}
-        for peer, link in self.links.items():
-            link.peer = peer
-            link.decoder.max_payload = self.limits.max_frame_size
-        for link in self.links.values():
-            link.set_handler(self._on_frame, self._on_lost)
-
-    def __repr__(self) -> str:
-        return f"<Endpoint rank={self.rank} world_size={self.world_size} comms={len(self._comms)}>"
-
-    # -- communicators ---------------------------------------------------------------
-    def register(self, comm: AsyncSocketCommunicator) -> None:
-        """Route frames for ``comm``'s id to it; hand over frames that arrived early."""
-        comm_id = comm.comm_id
-        if comm_id in self._comms or comm_id in self._retired:
-            raise RuntimeError(f"communicator id {comm_id:#x} is already in use")
-        self._comms[comm_id] = comm
-        for peer in comm.peers:
-            self._refs[peer] += 1
-        held = self._held.pop(comm_id, [])
-        # Everything held has arrived, so it is delivered, even from a peer ignored meanwhile.
-        # Data first: replaying a control frame (an agreement message) may leave a peer out,
-        # which must not drop data that peer sent before (each peer sends no data after its
-        # own control markers, so its order is kept).
-        for peer, frame in sorted(held, key=lambda item: item[1].kind != Kind.DATA):
-            self._held_bytes[peer] -= len(frame.payload)
-            try:
-                comm._on_frame(peer, frame)
-            except RemoteProtocolError as exc:
-                self.links[peer].protocol_error(exc)
-        for peer in comm.peers:
-            link = self.links[peer]
-            if link.closed or link.peer_done:
-                comm._on_peer_lost(peer, link.error, link.peer_goodbye)
-
-    def retire(self, comm: AsyncSocketCommunicator,
-               tombstone: Callable[[int, Frame], None] | None = None) -> None:
-        """Stop routing to ``comm``; close links no communicator uses any more.
-
-        Frames that still arrive for it are dropped, or given to ``tombstone`` (used to keep
-        answering agreement requests about a decision the communicator took).
-        """
-        comm_id = comm.comm_id
-        if self._comms.pop(comm_id, None) is None:
-            return
-        self._retired[comm_id] = tombstone
-        for peer in comm.peers:
-            self._refs[peer] -= 1
-            if self._refs[peer] == 0:
-                self.links[peer].goodbye(self.linger)
-
-    def exclude(self, peer: int) -> None:
-        """Ignore ``peer`` from now on, on every communicator (a shrink left it out).
-
-        Frames it sent that have already reached this host are read and delivered first:
-        being left out ends delivery from a peer, it never loses what the peer sent before.
-        """
-        link = self.links[peer]
-        if link.ignoring or link.excluding:
-            return
-        link.excluding = True
-        link.read_available()
-        link.ignore()
-        for comm in list(self._comms.values()):
-            comm._on_peer_excluded(peer)
-
-    async def settle(self, rounds: int = 20) -> None:
-        """Let the loop read input that has already arrived on the links, before acting on a
-        timeout.  Returns once no link has unread input (or after ``rounds`` turns)."""
-        poller = select.poll()
-        registered = False
-        for link in self.links.values():
-            fd = link.fileno()
-            if fd >= 0:
-                poller.register(fd, select.POLLIN)
-                registered = True
-        if not registered:
-            return
-        for _ in range(rounds):
-            try:
-                if not poller.poll(0):
-                    return
-            except OSError:
-                return
-            await asyncio.sleep(0)
-
-    def communicators(self) -> list[AsyncSocketCommunicator]:
-        """The communicators currently using these links."""
-        return list(self._comms.values())
-
-    # -- link callbacks --------------------------------------------------------------
-    def _on_frame(self, link: Link, frame: Frame) -> None:
-        peer = link.peer
-        assert peer is not None
-        kind = frame.kind
-        if kind == Kind.DATA or kind == Kind.CONTROL:
-            comm = self._comms.get(frame.comm)
-            if comm is not None:
-                comm._on_frame(peer, frame)
-                return
-            if frame.comm in self._retired:
-                tombstone = self._retired[frame.comm]
-                if tombstone is not None and kind == Kind.CONTROL:
-                    tombstone(peer, frame)
-                return
-            self._hold(peer, frame)
-        elif kind == Kind.GOODBYE:
-            for comm in list(self._comms.values()):
-                comm._on_peer_lost(peer, None, True)
-            link.close_after_peer()
-        else:
-            raise RemoteProtocolError(f"unexpected {Kind(kind).name} frame after set-up")
-
-    def _hold(self, peer: int, frame: Frame) -> None:
-        held = self._held_bytes[peer] + len(frame.payload)
-        if held > self.limits.max_queued_bytes:
-            raise RemoteProtocolError(
-                f"player {peer} sent {held} bytes for unknown communicators, over the limit"
-            )
-        self._held_bytes[peer] = held
-        self._held.setdefault(frame.comm, []).append((peer, frame))
-
-    def _on_lost(self, link: Link, error: BaseException | None) -> None:
-        peer = link.peer
-        assert peer is not None
-        if error is not None and not isinstance(error, RemoteProtocolError):
-            log.info("Player %s: link to player %s lost: %r", self.rank, peer, error)
-        for comm in list(self._comms.values()):
-            comm._on_peer_lost(peer, error, link.peer_goodbye)
-
-    # -- shutdown --------------------------------------------------------------------
-    async def aclose(self, timeout: float) -> None:
-        """Flush every link (bounded by ``timeout``), say goodbye, and wait for them to close."""
-        if self.closed:
-            return
-        self.closed = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        links = [link for link in self.links.values() if not link.closed]
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(deadline):
-                await asyncio.gather(*(link.drain() for link in links))
-        for link in links:
-            link.goodbye(max(0.0, deadline - loop.time()))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(deadline):
-                await asyncio.gather(*(link.lost for link in links))
-        for link in links:
-            link.abort()
-
-    def abort(self) -> None:
-        """Close every link at once."""
-        self.closed = True
-        for link in self.links.values():
-            link.abort()
-
-
