@@ -44,6 +44,7 @@ class Tag(enum.IntEnum):
     UNIFORM = -35
     TRUNCATE = -36
     DOT = -37
+    DOT_TRUNCATE = -38
 
 
 USER_TAG_MAX = (1 << 31) - 1
@@ -240,16 +241,19 @@ class Communicator(abc.ABC):
     @abc.abstractmethod
     async def exchange_batch(self, operations: Sequence[Operation], *, round: int = 0,
                              send: Mapping[int, numpy.ndarray], offsets: Sequence[int],
-                             recv: Sequence[int]) -> tuple[dict[int, numpy.ndarray], dict[int, BaseException]]:
+                             recv: Mapping[int, Sequence[int]]
+                             ) -> tuple[dict[int, numpy.ndarray], dict[int, BaseException]]:
         """One round of several operations of one kind at once (started together).
 
         Operation ``j``'s message to each ``dst`` is ``send[dst][offsets[j]:offsets[j+1]]``
-        (1-d arrays of one dtype, the same offsets for every destination).  Returns
-        ``(received, failed)``: ``received[src]`` is the concatenation of what ``src`` sent for
-        each operation, laid out like ``send``; ``failed`` maps the index of each operation
-        that cannot complete (a source ended before its message, the deadline passed, the
-        peer ran something else) to its exception; its part of ``received`` is zero.  Each
-        operation thus succeeds or fails on its own data, as it would alone.
+        (1-d arrays of one dtype, the same offsets for every destination).  ``recv[src]``
+        gives the offsets of what ``src`` sends (its messages may be longer or shorter than
+        ours).  Returns ``(received, failed)``: ``received[src]`` is the concatenation of what
+        ``src`` sent for each operation, laid out by ``recv[src]``; ``failed`` maps the index
+        of each operation that cannot complete (a source ended before its message, the
+        deadline passed, the peer ran something else) to its exception; its part of
+        ``received`` is zero.  Each operation thus succeeds or fails on its own data, as it
+        would alone.
         """
 
     # -- fault tolerance and lifetime -----------------------------------------------

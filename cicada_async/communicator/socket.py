@@ -267,7 +267,8 @@ class AsyncSocketCommunicator(Communicator):
 
     async def exchange_batch(self, operations: Sequence[Operation], *, round: int = 0,
                              send: Mapping[int, numpy.ndarray], offsets: Sequence[int],
-                             recv: Sequence[int]) -> tuple[dict[int, numpy.ndarray], dict[int, BaseException]]:
+                             recv: Mapping[int, Sequence[int]]
+                             ) -> tuple[dict[int, numpy.ndarray], dict[int, BaseException]]:
         """One round of several operations at once (see :meth:`Communicator.exchange_batch`)."""
         self._membership.check_sendable()
         messages = self._messages
@@ -290,11 +291,11 @@ class AsyncSocketCommunicator(Communicator):
         sources = [src for src in recv if src != own]
         keys = [(src, ident, round) for src in sources for ident in idents]
         values = await messages.receive(keys, [kind] * len(keys), deadline, timeout, partial=True)
-        dtype = next(iter(send.values())).dtype
+        dtype = next(iter(send.values())).dtype if send else numpy.dtype(numpy.uint64)
         received: dict[int, numpy.ndarray] = {}
         failed: dict[int, BaseException] = {}
         for position, src in enumerate(sources):
-            received[src] = _assemble(values[position * count:(position + 1) * count], offsets, dtype,
+            received[src] = _assemble(values[position * count:(position + 1) * count], recv[src], dtype,
                                       failed, src, self._prefix, kind)
         if own in recv:
             received[own] = send[own]
