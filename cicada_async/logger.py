@@ -123,7 +123,7 @@ class Logger:
                 self._logger.log(level, msg, *args, **kwargs)
             return _done()
         kwargs.setdefault("stacklevel", 2)  # the coroutine that awaits the call
-        operation = comm.begin(Tag.LOGSYNC)
+        operation = comm.begin(Tag.LOGSYNC, "Logger.log")
         return self._log_in_order(operation, writers, level, msg, args, kwargs)
 
     async def _log_in_order(self, operation: Operation, writers: list[int], level: int, msg: object,

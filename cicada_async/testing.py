@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -102,12 +103,15 @@ class World:
         self.killed: set[int] = set()
         self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._runs = 0  # run() calls: each gives every player a root scope named after it
+        self._jitter: dict[Link, asyncio.TimerHandle] = {}
+        self._jittering = False
 
     async def __aenter__(self) -> World:
         self.comms = await create_world(self.world_size, **self._options)  # type: ignore[arg-type]
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self.calm()
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -183,3 +187,41 @@ class World:
         for link in self.endpoints[rank].links.values():
             if link.transport is not None and not link.closed:
                 link.transport.resume_reading()
+
+    def jitter(self, *, seed: int, delay: float = 0.002) -> None:
+        """From now on, every link stops reading for random spells of up to ``delay`` seconds,
+        and reads again for random spells, driven by a random generator seeded with ``seed``.
+
+        Frames on one link keep their order (as on a real stream), but frames from different
+        peers, and the operations they belong to, reach each player in orders that differ
+        between players and between seeds: the schedules concurrency bugs need.  Stops with
+        :meth:`calm` or when the world closes.  Not to be combined with :meth:`stall`.
+        """
+        rng = random.Random(seed)
+        loop = asyncio.get_running_loop()
+        self._jittering = True
+
+        def toggle(link: Link, reading: bool) -> None:
+            if not self._jittering or link.closed or link.transport is None:
+                return
+            if reading:
+                link.transport.resume_reading()
+            else:
+                link.transport.pause_reading()
+            self._jitter[link] = loop.call_later(rng.uniform(0, delay), toggle, link, not reading)
+
+        for endpoint in self.endpoints:
+            for link in endpoint.links.values():
+                self._jitter[link] = loop.call_later(rng.uniform(0, delay), toggle, link, False)
+
+    def calm(self) -> None:
+        """Stop :meth:`jitter`: every link reads again."""
+        if not self._jittering:
+            return
+        self._jittering = False
+        for handle in self._jitter.values():
+            handle.cancel()
+        self._jitter.clear()
+        for rank in range(self.world_size):
+            if rank not in self.killed:
+                self.resume(rank)

@@ -77,6 +77,19 @@ _DTYPE_CODE.update({dtype.newbyteorder("|"): code for code, dtype in enumerate(_
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
+# Small 1-d arrays of the wire dtypes (shares travel as these): their whole head, built once.
+# Layout as in _encode_array: type, dtype code, ndim 1, padding 4, u64 length, 4 zero bytes.
+_VECTOR_HEAD = 16
+_VECTOR_PREFIX: dict[tuple[numpy.dtype, int], bytes] = {}
+_VECTOR_DTYPE: dict[bytes, tuple[numpy.dtype, int]] = {}
+for _code in (_DTYPES.index(numpy.dtype("<u8")), _DTYPES.index(numpy.dtype("<i8")), _DTYPES.index(numpy.dtype("<f8"))):
+    _dtype = _DTYPES[_code]
+    for _length in range(1, 65):
+        _head = bytes([_ARRAY, _code, 1, 4]) + _U64.pack(_length) + bytes(4)
+        for _variant in {_dtype, _dtype.newbyteorder("="), _dtype.newbyteorder("<")}:
+            _VECTOR_PREFIX[(_variant, _length)] = _head
+        _VECTOR_DTYPE[_head] = (_dtype, _length)
+
 
 class Encoded:
     """An encoded value: ``parts`` (bytes or memoryviews) whose concatenation is the payload.
@@ -132,6 +145,11 @@ def encode(value: Any) -> Encoded:
         :data:`MAX_ITEMS` values.
     """
     kind = type(value)
+    if kind is numpy.ndarray and value.ndim == 1 and value.nbytes < ZERO_COPY:
+        prefix = _VECTOR_PREFIX.get((value.dtype, len(value)))
+        if prefix is not None and value.flags.c_contiguous:  # a small vector: the commonest share
+            data = prefix + value.tobytes()
+            return Encoded([data], len(data), False)
     if kind is int and _INT64_MIN <= value <= _INT64_MAX:
         return Encoded([_INT_BYTE + _I64.pack(value)], 9, False)
     if kind is float:
@@ -253,6 +271,10 @@ def decode(payload: bytes | bytearray | memoryview) -> Any:
     ``bytes``.  Raises :class:`~cicada_async.errors.RemoteProtocolError` on malformed input.
     """
     size = len(payload)
+    if size > _VECTOR_HEAD and type(payload) is bytes and payload[0] == _ARRAY and payload[2] == 1:
+        known = _VECTOR_DTYPE.get(payload[:_VECTOR_HEAD])  # a small vector of a known length
+        if known is not None and size == _VECTOR_HEAD + known[1] * known[0].itemsize:
+            return numpy.frombuffer(payload, dtype=known[0], offset=_VECTOR_HEAD)
     if size == 9 and type(payload) is bytes:  # fast paths for the commonest small values
         code = payload[0]
         if code == _INT:

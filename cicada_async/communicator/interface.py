@@ -75,16 +75,19 @@ class Operation:
     kind:
         What the operation is (a :class:`Tag`); its frames carry it, and a peer running
         another kind of operation under the same identity is detected.
+    name:
+        What messages call it (``"multiply"``).
     ident:
         The 64-bit identity.
     """
 
-    __slots__ = ("_child", "_numbering", "_parent", "communicator", "ident", "kind", "number")
+    __slots__ = ("_child", "_numbering", "_parent", "communicator", "ident", "kind", "name", "number")
 
     def __init__(self, communicator: Communicator, kind: int, ident: int, parent: Scope, numbering: Numbering,
-                 number: int) -> None:
+                 number: int, name: str | None = None) -> None:
         self.communicator = communicator
         self.kind = kind
+        self.name = name or tagname(kind).lower()
         self.ident = ident
         self.number = number
         self._parent = parent
@@ -216,8 +219,10 @@ class Communicator(abc.ABC):
 
     # -- operations (for protocol suites and other libraries built on a communicator) --
     @abc.abstractmethod
-    def begin(self, kind: int) -> Operation:
+    def begin(self, kind: int, name: str | None = None) -> Operation:
         """Take the identity of an operation of ``kind`` now, in the caller's current scope.
+
+        ``name`` is what error messages call the operation (default: the kind's name).
 
         Raises
         ------

@@ -136,8 +136,9 @@ class AsyncSocketCommunicator(Communicator):
 
         ``{"total": {...}, "player": {rank: {...}}, "tag": {tag: {...}}}``, where each
         ``{...}`` is ``{"sent": {"messages", "bytes"}, "received": {"messages", "bytes"}}``;
-        ``total`` also counts ``dropped`` frames (sends to players whose link had closed).
-        Tags are reported by name for library tags.
+        ``total`` also counts ``dropped`` frames (sends to players whose link had closed) and
+        ``discarded`` ones (frames that arrived for operations this player had given up on:
+        cancelled, timed out or failed).  Tags are reported by name for library tags.
         """
 
         def empty() -> dict[str, dict[str, int]]:
@@ -146,6 +147,7 @@ class AsyncSocketCommunicator(Communicator):
         sent, received, dropped = self._messages.stats()
         total = empty()
         total["dropped"] = {"messages": dropped}
+        total["discarded"] = {"messages": self._messages.mailbox.dropped}
         players: dict[int, dict[str, dict[str, int]]] = {}
         tags: dict[int | str, dict[str, dict[str, int]]] = {}
         for direction, table in (("sent", sent), ("received", received)):
@@ -204,11 +206,12 @@ class AsyncSocketCommunicator(Communicator):
             self._last_scope, self._last_state = scope, state
         return scope, state
 
-    def begin(self, kind: int) -> Operation:
+    def begin(self, kind: int, name: str | None = None) -> Operation:
         """Take the identity of an operation of ``kind`` now, in the caller's current scope.
 
         For protocol suites and libraries built on the communicator: call it synchronously
-        when your operation is called, then pass the operation to :meth:`exchange`.
+        when your operation is called, then pass the operation to :meth:`exchange`.  ``name``
+        is what error messages call the operation (default: the kind's name).
 
         Raises
         ------
@@ -224,8 +227,9 @@ class AsyncSocketCommunicator(Communicator):
         try:
             ident = state.take(task)
         except NotOwner as exc:
-            raise concurrency_error(f"{self._prefix}: ", tagname(kind), scope, task, exc.owner) from None
-        return Operation(self, kind, ident, scope, self._numbering, number)
+            what = f"{name}()" if name is not None else tagname(kind).lower() + "()"
+            raise concurrency_error(f"{self._prefix}: ", what, scope, task, exc.owner) from None
+        return Operation(self, kind, ident, scope, self._numbering, number, name)
 
     async def _round(self, operation: Operation, round_: int, posts: Sequence[tuple[Sequence[int], Encoded]],
                      sources: Sequence[int]) -> list[Any]:
@@ -287,7 +291,8 @@ class AsyncSocketCommunicator(Communicator):
                 posts.append(((dst,), encoded))
             else:
                 messages.post_batch(dst, idents, round, kind, offsets, data)
-        await self._flush(posts, True, deadline, timeout, kind)
+        if posts and any(messages.needs_flush(dst, True) for (dst,), _ in posts):
+            await self._flush(posts, True, deadline, timeout, kind)
         sources = [src for src in recv if src != own]
         keys = [(src, ident, round) for src in sources for ident in idents]
         values = await messages.receive(keys, [kind] * len(keys), deadline, timeout, partial=True)
@@ -296,7 +301,7 @@ class AsyncSocketCommunicator(Communicator):
         failed: dict[int, BaseException] = {}
         for position, src in enumerate(sources):
             received[src] = _assemble(values[position * count:(position + 1) * count], recv[src], dtype,
-                                      failed, src, self._prefix, kind)
+                                      failed, src, self._prefix, f"{operations[0].name}() ({tagname(kind)})")
         if own in recv:
             received[own] = send[own]
         return received, failed
@@ -620,7 +625,7 @@ async def _first(receipt: Any) -> Any:
 
 
 def _assemble(entries: list[Any], offsets: Sequence[int], dtype: numpy.dtype, failed: dict[int, BaseException],
-              src: int, prefix: str, kind: int) -> numpy.ndarray:
+              src: int, prefix: str, what: str) -> numpy.ndarray:
     """Lay the messages one source sent for a batch of operations out like the batch.
 
     Fast path: they are one contiguous piece of one frame (the peer batched the same
@@ -650,8 +655,8 @@ def _assemble(entries: list[Any], offsets: Sequence[int], dtype: numpy.dtype, fa
         size = offsets[j + 1] - offsets[j]
         if not isinstance(entry, numpy.ndarray) or entry.ndim != 1 or entry.dtype != dtype or len(entry) != size:
             failed.setdefault(j, RemoteProtocolError(
-                f"{prefix}: player {src} sent a malformed message for operation {tagname(kind)} "
-                f"({_describe(entry)}, where this player expects {size} values of {dtype})", rank=src))
+                f"{prefix}: player {src} sent {_describe(entry)} for {what}, where this player expects "
+                f"{size} values of {dtype}: the two players' operations differ", rank=src))
             continue
         out[offsets[j]:offsets[j + 1]] = entry
     return out
@@ -659,5 +664,5 @@ def _assemble(entries: list[Any], offsets: Sequence[int], dtype: numpy.dtype, fa
 
 def _describe(value: Any) -> str:
     if isinstance(value, numpy.ndarray):
-        return f"an array of shape {value.shape} and dtype {value.dtype}"
+        return f"{value.size} values of {value.dtype}" if value.ndim == 1 else f"an array of shape {value.shape}"
     return f"a {type(value).__name__}"

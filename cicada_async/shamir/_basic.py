@@ -244,7 +244,7 @@ class ShamirBasicProtocolSuite:
         comm = self._communicator
         if not isinstance(src, numbers.Integral) or isinstance(src, bool) or not 0 <= src < comm.world_size:
             raise ValueError(f"src must be a rank in [0, {comm.world_size}), got {src!r}")
-        operation = comm.begin(Tag.SHARE)
+        operation = comm.begin(Tag.SHARE, "share")
         shape = self._shape(shape)
         encoding = self._encoding if encoding is None else encoding
         values = None
@@ -283,7 +283,7 @@ class ShamirBasicProtocolSuite:
             destinations = sorted({int(d) for d in dst})
         if any(not 0 <= d < comm.world_size for d in destinations):
             raise ValueError(f"dst ranks must be in [0, {comm.world_size})")
-        operation = comm.begin(Tag.REVEAL)
+        operation = comm.begin(Tag.REVEAL, "reveal")
         if len(destinations) == comm.world_size:
             return self._batcher.submit(Tag.REVEAL, self._reveal_batch, operation, (share.storage, encoding))
         return self._reveal_to(operation, share, destinations, encoding)
@@ -322,7 +322,7 @@ class ShamirBasicProtocolSuite:
     def reshare(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: fresh random shares of the same secret (one all-to-all round)."""
         operand = self._share(operand, "operand")
-        return self._reshare_body(self._communicator.begin(Tag.RESHARE), operand.storage)
+        return self._reshare_body(self._communicator.begin(Tag.RESHARE, "reshare"), operand.storage)
 
     async def _reshare_body(self, operation: Operation, storage: numpy.ndarray) -> ShamirArrayShare:
         return ShamirArrayShare(await self._reshare(operation, storage))
@@ -342,7 +342,7 @@ class ShamirBasicProtocolSuite:
         Every member contributes randomness (one all-to-all round).
         """
         shape = () if shape is None else self._shape(shape)
-        return self._field_uniform(self._communicator.begin(Tag.UNIFORM), shape)
+        return self._field_uniform(self._communicator.begin(Tag.UNIFORM, "field_uniform"), shape)
 
     async def _field_uniform(self, operation: Operation, shape: tuple[int, ...]) -> ShamirArrayShare:
         mine = self._poly_shares(self._field.uniform(shape, generator=self._generator))

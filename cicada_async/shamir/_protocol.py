@@ -4,6 +4,7 @@ probabilistic truncation, run in batches."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,9 +58,9 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
             right = self._share(rhs, "rhs").storage if right_private else self._public(rhs, encoding)
         return left, right, left_private and right_private
 
-    def _elementwise(self, lhs: Any, rhs: Any, encoding: Any, bits: int, kind: int) -> Any:
+    def _elementwise(self, lhs: Any, rhs: Any, encoding: Any, bits: int, kind: int, name: str) -> Any:
         """Start an elementwise product (a batched operation)."""
-        operation = self._communicator.begin(kind)
+        operation = self._communicator.begin(kind, name)
         left, right, private = self._operands(lhs, rhs, encoding)
         shape = numpy.broadcast_shapes(left.shape, right.shape)
         if bits:
@@ -70,9 +71,9 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
             return self._done(ShamirArrayShare(self._field.multiply(left, right)))
         return self._batcher.submit((kind,), self._reduce_batch, operation, (left, right, shape))
 
-    def _precomputed(self, lhs: Any, rhs: Any, encoding: Any, bits: int, kind: int) -> Any:
+    def _precomputed(self, lhs: Any, rhs: Any, encoding: Any, bits: int, kind: int, name: str) -> Any:
         """Start a product computed locally first (a dot product), then reduced/truncated."""
-        operation = self._communicator.begin(kind)
+        operation = self._communicator.begin(kind, name)
         left, right, private = self._operands(lhs, rhs, encoding)
         product = self._field.dot(left, right)
         if bits:
@@ -87,6 +88,9 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         """Every request's product, one after the other, flat (computed in one go)."""
         dtype = self._field.dtype
         payloads = [request.payload for request in requests]
+        if len(payloads) == 1:
+            left, right, shape = payloads[0]
+            return (left if right is None else self._field.multiply(left, right)).reshape(-1)
         lefts = concatenate([numpy.broadcast_to(left, shape) for left, _, shape in payloads], dtype)
         if all(right is None for _, right, _ in payloads):
             return lefts
@@ -100,11 +104,11 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         """Elementwise field product.  Private x private: one round (degree reduction);
         with a public operand (a field array): local.  An operation; products started
         together run as one batch."""
-        return self._elementwise(lhs, rhs, None, 0, Tag.MULTIPLY)
+        return self._elementwise(lhs, rhs, None, 0, Tag.MULTIPLY, "field_multiply")
 
     def field_dot(self, lhs: Any, rhs: Any) -> Any:
         """Field dot product (numpy.dot semantics), one round when both operands are private."""
-        return self._precomputed(lhs, rhs, None, 0, Tag.DOT)
+        return self._precomputed(lhs, rhs, None, 0, Tag.DOT, "field_dot")
 
     # -- encoded products ------------------------------------------------------------
     def _bits(self, encoding: Any) -> tuple[Any, int]:
@@ -119,12 +123,12 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         one batch.
         """
         encoding, bits = self._bits(encoding)
-        return self._elementwise(lhs, rhs, encoding, bits, Tag.TRUNCATE if bits else Tag.MULTIPLY)
+        return self._elementwise(lhs, rhs, encoding, bits, Tag.TRUNCATE if bits else Tag.MULTIPLY, "multiply")
 
     def dot(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> Any:
         """Dot product of encoded vectors (numpy.dot semantics), truncated for fixed point."""
         encoding, bits = self._bits(encoding)
-        return self._precomputed(lhs, rhs, encoding, bits, Tag.DOT_TRUNCATE if bits else Tag.DOT)
+        return self._precomputed(lhs, rhs, encoding, bits, Tag.DOT_TRUNCATE if bits else Tag.DOT, "dot")
 
     def matvec(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> Any:
         """Matrix (2-d) times vector (1-d) of encoded values, truncated for fixed point."""
@@ -138,7 +142,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
     # -- the batched protocols ---------------------------------------------------------
     async def _reduce_batch(self, requests: list[Request]) -> None:
         """Degree reduction of products of two shares: one all-to-all round."""
-        layout = Layout([int(numpy.prod(request.payload[2])) for request in requests])
+        layout = Layout([math.prod(request.payload[2]) for request in requests])
         shares = self._poly_shares(self._products(requests))
         words = self._words
         send = {dst: self._field.to_wire(shares[dst]) for dst in self._ranks}
@@ -172,7 +176,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         words = self._words
         ranks = self._ranks
         threshold = self._threshold
-        layout = Layout([int(numpy.prod(request.payload[2])) for request in requests])
+        layout = Layout([math.prod(request.payload[2]) for request in requests])
         n = layout.total
         product = self._products(requests)
         contributing = self._communicator.rank < threshold
