@@ -18,12 +18,17 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.mark.processes
 def test_embedded_service_example():
-    """Players inside an asyncio TCP service; a client asks player 0 for a secure sum."""
+    """Players inside asyncio TCP services answer six concurrent clients, whose requests reach
+    the players in different orders, each request in its own keyed scope: all answers right."""
     output = subprocess.run([sys.executable, str(EXAMPLES / "embedded_service.py")], capture_output=True,
                             text=True, timeout=120)
     assert output.returncode == 0, output.stderr
-    answers = [line for line in output.stdout.splitlines() if line.startswith("client asked")]
-    assert answers == ["client asked 'sum', service answered: 60.0"] * 2, output.stdout
+    lines = output.stdout.splitlines()
+    answers = [line for line in lines if line.startswith("client-")]
+    assert answers == [f"client-{i} asked 'sum', the players answered: 60.0, 60.0, 60.0" for i in range(6)], lines
+    orders = [line.split(": ")[1].split() for line in lines if line.startswith("player ")]
+    assert len(orders) == 3 and all(sorted(order) == [f"client-{i}" for i in range(6)] for order in orders)
+    assert len({tuple(order) for order in orders}) > 1, "the requests should reach the players in different orders"
 
 
 @pytest.mark.processes

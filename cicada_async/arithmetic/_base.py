@@ -175,6 +175,55 @@ class Field(abc.ABC):
             data comes from other players and is not trusted).
         """
 
+    # -- Python integers (fast for a few elements) ------------------------------------------
+    @property
+    def element_bytes(self) -> int:
+        """Bytes per element, in storage and on the wire alike (a little-endian integer)."""
+        return self.dtype.itemsize
+
+    def int_list(self, a: Storage) -> list[int]:
+        """The elements of storage ``a`` as a list of Python ints, in C order."""
+        data = np.ascontiguousarray(a).tobytes()
+        size = self.element_bytes
+        from_bytes = int.from_bytes
+        return [from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
+
+    def from_int_list(self, values: Iterable[int], shape: tuple[int, ...]) -> Storage:
+        """Storage of ``shape`` (a tuple) holding ``values``: Python ints in ``[0, order)``."""
+        size = self.element_bytes
+        data = bytearray(b"".join([value.to_bytes(size, "little") for value in values]))
+        return np.frombuffer(data, dtype=self.dtype).reshape(shape)
+
+    def wire_from_ints(self, values: Iterable[int]) -> np.ndarray:
+        """What :meth:`to_wire` gives for storage holding ``values`` (reduced Python ints)."""
+        size = self.element_bytes
+        return np.frombuffer(b"".join([value.to_bytes(size, "little") for value in values]), dtype="<u8")
+
+    def ints_from_wire(self, array: Any, count: int) -> list[int]:
+        """The ``count`` elements :meth:`to_wire` output holds, as Python ints.
+
+        Raises
+        ------
+        ValueError
+            If the length does not match or a value is ``>= order`` (the data is untrusted).
+        """
+        if type(array) is not np.ndarray or array.dtype != _WIRE_DTYPE:
+            array = _wire_words(array)
+        size = self.element_bytes
+        if array.size * 8 != count * size:
+            raise ValueError(f"wire data holds {array.size} words, expected {count * size // 8} for {count} values")
+        data = array.tobytes()
+        from_bytes = int.from_bytes
+        values = [from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
+        order = self.order
+        if any(value >= order for value in values):
+            raise ValueError("wire data holds a value >= the field order")
+        return values
+
+    def random_ints(self, count: int, generator: np.random.Generator | None = None) -> list[int]:
+        """``count`` uniformly random elements as Python ints (see :meth:`uniform`)."""
+        return self.int_list(self.uniform((count,), generator))
+
     # -- constructors --------------------------------------------------------------------
     def zeros(self, shape: Any) -> Storage:
         """Storage of zeros."""

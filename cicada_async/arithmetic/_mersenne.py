@@ -71,6 +71,33 @@ _RECOMBINE_GROUP = 32
 _DOT_EXACT_TERMS = 1 << 21
 
 
+def _ints(a: Storage) -> list[int]:
+    """The values of a (small) storage array as Python integers, in C order."""
+    data = np.ascontiguousarray(a).tobytes()  # lo, hi little-endian: 16 bytes per value
+    from_bytes = int.from_bytes
+    return [from_bytes(data[i : i + 16], "little") for i in range(0, len(data), 16)]
+
+
+def _from_ints(values: list[int], shape: tuple[int, ...]) -> Storage:
+    """Storage holding ``values`` (reduced, nonnegative Python integers) in ``shape``."""
+    data = bytearray(b"".join([value.to_bytes(16, "little") for value in values]))
+    return np.frombuffer(data, dtype=_MERSENNE_DTYPE).reshape(shape)
+
+
+def _small_elementwise(p: int, a: Storage, b: Storage, combine: Any) -> Storage | None:
+    """``combine(x, y) % p`` elementwise for small operands of equal shape or with a scalar;
+    None when the shapes need general broadcasting."""
+    if a.shape == b.shape:
+        return _from_ints([combine(x, y) % p for x, y in zip(_ints(a), _ints(b), strict=True)], a.shape)
+    if b.size == 1 and b.ndim <= a.ndim:
+        (y,) = _ints(b)
+        return _from_ints([combine(x, y) % p for x in _ints(a)], a.shape)
+    if a.size == 1 and a.ndim <= b.ndim:
+        (x,) = _ints(a)
+        return _from_ints([combine(x, y) % p for y in _ints(b)], b.shape)
+    return None
+
+
 def _normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
@@ -192,6 +219,13 @@ class MersenneField(Field):
         n = math.prod(shape)
         if words.size != 2 * n:
             raise ValueError(f"wire data holds {words.size} words, expected {2 * n} for shape {shape}")
+        if n <= _SMALL:
+            data = bytearray(words.tobytes())
+            p = self.order
+            from_bytes = int.from_bytes
+            if any(from_bytes(data[i : i + 16], "little") >= p for i in range(0, len(data), 16)):
+                raise ValueError("wire data holds a value >= the field order")
+            return np.frombuffer(data, dtype=self.dtype).reshape(shape)
         out = np.empty(n, dtype=self.dtype)
         out.view(_WIRE_DTYPE)[...] = words
         hi = out["hi"]
@@ -199,6 +233,17 @@ class MersenneField(Field):
         if suspect.size and (np.any(hi[suspect] > _M63) or np.any(out["lo"][suspect] == _MAX64)):
             raise ValueError("wire data holds a value >= the field order")
         return out.reshape(shape)
+
+    def random_ints(self, count: int, generator: np.random.Generator | None = None) -> list[int]:
+        if generator is not None:
+            return super().random_ints(count, generator)
+        data = _random._secure_bytes(16 * count)  # 127 random bits each; the value p is redrawn
+        from_bytes = int.from_bytes
+        mask = self.order
+        values = [from_bytes(data[i : i + 16], "little") & mask for i in range(0, 16 * count, 16)]
+        while mask in values:  # probability 2**-127 per value
+            values = [value if value != mask else self.random_ints(1)[0] for value in values]
+        return values
 
     # -- constructors --------------------------------------------------------------------
     def uniform(self, shape: Any = (), generator: np.random.Generator | None = None) -> Storage:
@@ -246,9 +291,19 @@ class MersenneField(Field):
 
     # -- arithmetic ----------------------------------------------------------------------
     def add(self, a: Any, b: Any) -> Storage:
+        a, b = self._coerce(a), self._coerce(b)
+        if a.size <= _SMALL and b.size <= _SMALL:
+            small = _small_elementwise(self.order, a, b, operator.add)
+            if small is not None:
+                return small
         return self._map(_k_add, a, b)
 
     def subtract(self, a: Any, b: Any) -> Storage:
+        a, b = self._coerce(a), self._coerce(b)
+        if a.size <= _SMALL and b.size <= _SMALL:
+            small = _small_elementwise(self.order, a, b, operator.sub)
+            if small is not None:
+                return small
         return self._map(_k_subtract, a, b)
 
     def negative(self, a: Any) -> Storage:
@@ -258,6 +313,9 @@ class MersenneField(Field):
         a = self._coerce(a)
         b = a if b is a else self._coerce(b)
         if a.size <= _SMALL and b.size <= _SMALL:  # the limb kernels' set-up would dominate
+            small = _small_elementwise(self.order, a, b, operator.mul)
+            if small is not None:
+                return small
             return self(np.asarray(self.to_ints(a) * self.to_ints(b) % self.order, dtype=object))
         if a is b:
             return self._map(_k_square, a)
@@ -384,15 +442,17 @@ class MersenneField(Field):
         shape = secret.shape
         n = secret.size
         if 0 < degree and n <= _SMALL:  # Python integers beat the limb kernels' set-up here
-            coefficients = self.to_ints(self.uniform((degree, *shape), generator))
-            constant = self.to_ints(secret)
-            rows = []
+            p = self.order
+            coefficients = _ints(self.uniform((degree, n), generator))  # c_1..c_d, n each
+            constants = _ints(secret)
+            values = []
             for x in points:
-                accumulator = coefficients[degree - 1]
-                for j in range(degree - 2, -1, -1):
-                    accumulator = accumulator * x + coefficients[j]
-                rows.append(np.asarray((accumulator * x + constant) % self.order, dtype=object))
-            return self(np.stack(rows) if rows else np.empty((0, *shape), dtype=object))
+                for e in range(n):
+                    accumulator = coefficients[(degree - 1) * n + e]
+                    for j in range(degree - 2, -1, -1):
+                        accumulator = accumulator * x + coefficients[j * n + e]
+                    values.append((accumulator * x + constants[e]) % p)
+            return _from_ints(values, (len(points), *shape))
         flat = _contiguous(secret).reshape(n)
         out = np.empty((len(points), n), dtype=self.dtype)
         if degree == 0:
@@ -428,10 +488,11 @@ class MersenneField(Field):
         shape = shares.shape[1:]
         n = math.prod(shape)
         if n <= _SMALL:  # Python integers beat the limb kernels' set-up here
-            values = self.to_ints(shares)
-            total = sum((int(c) * values[i] for i, c in enumerate(self.to_ints(coefficients))),
-                        start=np.zeros(shape, dtype=object))
-            return self(np.asarray(total % self.order, dtype=object))
+            values = _ints(shares)
+            factors = _ints(coefficients)
+            p = self.order
+            return _from_ints([sum(c * values[i * n + e] for i, c in enumerate(factors)) % p for e in range(n)],
+                              shape)
         flat = _contiguous(shares).reshape(k, n)
         factors = [_scalar_limbs26(int(c)) for c in self.to_ints(coefficients)]
         out = np.empty(n, dtype=self.dtype)

@@ -13,8 +13,8 @@ The fields call ``_random._random_words`` through this module, so replacing that
 
 from __future__ import annotations
 
-import contextlib
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,54 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
 _RANDOM_BYTES_PER_CALL = 1 << 30
 
 
-def _secure_bytes(nbytes: int) -> bytes:
+def _system_bytes(nbytes: int) -> bytes:
     if _ssl is not None:
-        with contextlib.suppress(_ssl.SSLError):  # OpenSSL failing to seed itself is unheard of
+        try:
             return _ssl.RAND_bytes(nbytes)
+        except _ssl.SSLError:  # OpenSSL failing to seed itself is unheard of
+            pass
     return os.urandom(nbytes)
+
+
+class _Pool:
+    """Small requests are served from a buffer filled by one large request (asking OpenSSL
+    for 16 bytes at a time costs more than the arithmetic they feed).  Every byte is handed
+    out once; a forked child starts with an empty pool (see ``os.register_at_fork`` below),
+    so no two processes ever use the same bytes."""
+
+    SIZE = 1 << 16
+    LARGEST = 1 << 10  # requests above this go straight to the source
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.position = 0
+        self.lock = threading.Lock()
+
+    def take(self, nbytes: int) -> bytes:
+        with self.lock:
+            end = self.position + nbytes
+            if end > len(self.data):
+                self.data = _system_bytes(self.SIZE)
+                self.position, end = 0, nbytes
+            chunk = self.data[self.position : end]
+            self.position = end
+            return chunk
+
+    def clear(self) -> None:
+        self.data = b""
+        self.position = 0
+        self.lock = threading.Lock()
+
+
+_POOL = _Pool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.clear)
+
+
+def _secure_bytes(nbytes: int) -> bytes:
+    if nbytes <= _Pool.LARGEST:
+        return _POOL.take(nbytes)
+    return _system_bytes(nbytes)
 
 
 def secure_words(count: int) -> np.ndarray:

@@ -301,7 +301,7 @@ class AsyncSocketCommunicator(Communicator):
         failed: dict[int, BaseException] = {}
         for position, src in enumerate(sources):
             received[src] = _assemble(values[position * count:(position + 1) * count], recv[src], dtype,
-                                      failed, src, self._prefix, f"{operations[0].name}() ({tagname(kind)})")
+                                      failed, src, self._prefix, operations[0])
         if own in recv:
             received[own] = send[own]
         return received, failed
@@ -625,7 +625,7 @@ async def _first(receipt: Any) -> Any:
 
 
 def _assemble(entries: list[Any], offsets: Sequence[int], dtype: numpy.dtype, failed: dict[int, BaseException],
-              src: int, prefix: str, what: str) -> numpy.ndarray:
+              src: int, prefix: str, operation: Operation) -> numpy.ndarray:
     """Lay the messages one source sent for a batch of operations out like the batch.
 
     Fast path: they are one contiguous piece of one frame (the peer batched the same
@@ -654,6 +654,7 @@ def _assemble(entries: list[Any], offsets: Sequence[int], dtype: numpy.dtype, fa
             entry = data[start:stop]
         size = offsets[j + 1] - offsets[j]
         if not isinstance(entry, numpy.ndarray) or entry.ndim != 1 or entry.dtype != dtype or len(entry) != size:
+            what = f"{operation.name}() ({tagname(operation.kind)})"
             failed.setdefault(j, RemoteProtocolError(
                 f"{prefix}: player {src} sent {_describe(entry)} for {what}, where this player expects "
                 f"{size} values of {dtype}: the two players' operations differ", rank=src))

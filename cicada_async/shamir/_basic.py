@@ -15,15 +15,9 @@ from ..encoding import FixedPoint
 from ..errors import RemoteProtocolError
 from ._batch import Batcher, Layout, Request
 from ._share import ShamirArrayShare
+from ._vectors import ArrayVectors, IntVectors, vectors
 
 __all__ = ["ShamirBasicProtocolSuite"]
-
-
-def concatenate(storages: Sequence[numpy.ndarray], dtype: numpy.dtype) -> numpy.ndarray:
-    """The elements of several arrays of ``dtype``, one after the other, as one flat array."""
-    if len(storages) == 1:
-        return numpy.ascontiguousarray(storages[0]).reshape(-1)
-    return numpy.frombuffer(b"".join([numpy.ascontiguousarray(s).tobytes() for s in storages]), dtype=dtype)
 
 
 class ShamirBasicProtocolSuite:
@@ -83,6 +77,7 @@ class ShamirBasicProtocolSuite:
         self._xs = [int(x) for x in self._indices]
         self._ranks = list(range(world_size))
         self._coefficients: dict[int, numpy.ndarray] = {}  # Lagrange coefficients of the first k
+        self._coefficient_lists: dict[int, list[int]] = {}  # the same, as Python ints
         self._words = self._field.to_wire(self._field.zeros((1,))).size  # wire words per element
         self._batcher = Batcher()
         if seed is None:
@@ -211,27 +206,25 @@ class ShamirBasicProtocolSuite:
         return ([requests[index] for index in alive], kept, positions,
                 {src: data[positions] for src, data in shaped.items()})
 
-    def _open_rows(self, rows: Mapping[int, numpy.ndarray], count: int, degree: int) -> numpy.ndarray:
-        """Interpolate ``count`` secrets from the members' shares, given as ``(count, words)``
-        rows of wire words by source (each one is checked)."""
-        needed = degree + 1
-        coefficients = self._coefficients.get(needed)
-        if coefficients is None:
-            coefficients = self._coefficients[needed] = self._field.lagrange_coefficients(self._xs[:needed])
-        shares = numpy.empty((needed, count), dtype=self._field.dtype)
-        for src in self._ranks:
-            checked = self._received(rows[src].reshape(-1), (count,), src)
-            if src < needed:
-                shares[src] = checked
-        return self._field.recombine(shares, coefficients)
+    def _vectors(self, count: int) -> ArrayVectors | IntVectors:
+        return vectors(self._field, count, self._xs, self._generator)
 
-    @staticmethod
-    def _split(flat: numpy.ndarray, requests: list[Request], layout: Layout, shapes: Sequence[tuple[int, ...]],
-               make: Any) -> None:
-        """Resolve each request with ``make(its elements in its shape)``."""
-        offsets = layout.offsets
-        for j, request in enumerate(requests):
-            request.resolve(make(flat[offsets[j]:offsets[j + 1]].reshape(shapes[j])))
+    def _coefficient_ints(self, needed: int) -> list[int]:
+        """Lagrange coefficients for interpolating at 0 from the first ``needed`` members."""
+        cached = self._coefficient_lists.get(needed)
+        if cached is None:
+            coefficients = self._field.lagrange_coefficients(self._xs[:needed])
+            cached = self._coefficient_lists[needed] = self._field.int_list(coefficients)
+        return cached
+
+    def _interpolate(self, vec: ArrayVectors | IntVectors, rows: Mapping[int, numpy.ndarray], degree: int,
+                     parts: Mapping[int, int] | None = None) -> Any:
+        """The secrets whose shares (of ``degree``) every member sent as the first part of its
+        rows (of ``parts[src]`` parts, default 1); every member's data is checked, the first
+        ``degree + 1`` are used."""
+        needed = degree + 1
+        values = [vec.unwire(rows[src], 1 if parts is None else parts[src], src)[0] for src in self._ranks]
+        return vec.recombine(values[:needed], self._coefficient_ints(needed))
 
     # -- sharing and revealing -------------------------------------------------------
     def share(self, *, src: int, secret: numpy.ndarray | None, shape: Any,
@@ -300,24 +293,18 @@ class ShamirBasicProtocolSuite:
 
     async def _reveal_batch(self, requests: list[Request]) -> None:
         storages = [request.payload[0] for request in requests]
+        shapes = [storage.shape for storage in storages]
         layout = Layout([storage.size for storage in storages])
-        wire = self._field.to_wire(concatenate(storages, self._field.dtype))
+        vec = self._vectors(layout.total)
+        wire = vec.wire([vec.inputs(storages, shapes)])
         requests, layout, _, rows = await self._round(requests, layout, 0, dict.fromkeys(self._ranks, wire),
                                                       self._words, dict.fromkeys(self._ranks, self._words))
         if not requests:
             return
-        secrets = self._open_rows(rows, layout.total, self._threshold - 1)
-        shapes = [request.payload[0].shape for request in requests]
-        encodings = [request.payload[1] for request in requests]
-        first = encodings[0]
-        if all(encoding is first for encoding in encodings):  # the usual case: decode all at once
-            decoded = first.decode(secrets, self._field)
-            self._split(decoded, requests, layout, shapes, lambda value: value)
-            return
-        offsets = layout.offsets
-        for j, request in enumerate(requests):
-            part = secrets[offsets[j]:offsets[j + 1]].reshape(shapes[j])
-            request.resolve(encodings[j].decode(part, self._field))
+        secrets = vec.outputs(self._interpolate(vec, rows, self._threshold - 1), layout.offsets,
+                              [request.payload[0].shape for request in requests])
+        for request, secret in zip(requests, secrets, strict=True):
+            request.resolve(request.payload[1].decode(secret, self._field))
 
     def reshare(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: fresh random shares of the same secret (one all-to-all round)."""

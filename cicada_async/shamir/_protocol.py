@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy
 
-from ..arithmetic import MersenneField, secure_words
+from ..arithmetic import MersenneField
 from ..communicator.interface import Communicator, Tag
-from ._basic import ShamirBasicProtocolSuite, concatenate
+from ._basic import ShamirBasicProtocolSuite
 from ._batch import Layout, Request
 from ._share import ShamirArrayShare
+from ._vectors import ArrayVectors, IntVectors
 
 __all__ = ["STATISTICAL_SECURITY", "ShamirProtocolSuite"]
 
@@ -38,6 +39,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
                  indices: Any = None) -> None:
         super().__init__(communicator, threshold=threshold, seed=seed, seed_offset=seed_offset, order=order,
                          encoding=encoding, indices=indices)
+        self._one = self._field.ones(())
         if communicator.world_size < 2 * threshold - 1:
             raise ValueError(
                 f"ShamirProtocolSuite needs world_size >= 2*threshold - 1 to multiply "
@@ -62,7 +64,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         """Start an elementwise product (a batched operation)."""
         operation = self._communicator.begin(kind, name)
         left, right, private = self._operands(lhs, rhs, encoding)
-        shape = numpy.broadcast_shapes(left.shape, right.shape)
+        shape = left.shape if left.shape == right.shape else numpy.broadcast_shapes(left.shape, right.shape)
         if bits:
             return self._batcher.submit((kind, bits, private), functools.partial(self._truncate_batch, bits=bits,
                                                                                   reduce=private),
@@ -84,20 +86,16 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
             return self._done(ShamirArrayShare(product))
         return self._batcher.submit((kind,), self._reduce_batch, operation, (product, None, product.shape))
 
-    def _products(self, requests: Sequence[Request]) -> numpy.ndarray:
+    def _products(self, vec: ArrayVectors | IntVectors, requests: Sequence[Request]) -> Any:
         """Every request's product, one after the other, flat (computed in one go)."""
-        dtype = self._field.dtype
         payloads = [request.payload for request in requests]
-        if len(payloads) == 1:
-            left, right, shape = payloads[0]
-            return (left if right is None else self._field.multiply(left, right)).reshape(-1)
-        lefts = concatenate([numpy.broadcast_to(left, shape) for left, _, shape in payloads], dtype)
+        shapes = [shape for _, _, shape in payloads]
+        lefts = vec.inputs([left for left, _, _ in payloads], shapes)
         if all(right is None for _, right, _ in payloads):
             return lefts
-        one = self._field.ones(())
-        rights = concatenate([numpy.broadcast_to(one if right is None else right, shape)
-                              for _, right, shape in payloads], dtype)
-        return self._field.multiply(lefts, rights)
+        one = self._one
+        rights = vec.inputs([one if right is None else right for _, right, _ in payloads], shapes)
+        return vec.multiply(lefts, rights)
 
     # -- field products --------------------------------------------------------------
     def field_multiply(self, lhs: Any, rhs: Any) -> Any:
@@ -142,17 +140,21 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
     # -- the batched protocols ---------------------------------------------------------
     async def _reduce_batch(self, requests: list[Request]) -> None:
         """Degree reduction of products of two shares: one all-to-all round."""
-        layout = Layout([math.prod(request.payload[2]) for request in requests])
-        shares = self._poly_shares(self._products(requests))
+        shapes = [request.payload[2] for request in requests]
+        layout = Layout([math.prod(shape) for shape in shapes])
+        vec = self._vectors(layout.total)
+        shares = vec.shares(self._products(vec, requests), self._threshold - 1)
         words = self._words
-        send = {dst: self._field.to_wire(shares[dst]) for dst in self._ranks}
+        send = {dst: vec.wire([shares[dst]]) for dst in self._ranks}
         requests, layout, _, rows = await self._round(requests, layout, 0, send, words,
                                                       dict.fromkeys(self._ranks, words))
         if requests:
             # Shares of degree-(t-1) polynomials of every member's product share, recombined
             # with the coefficients of the product's degree 2(t-1).
-            result = self._open_rows(rows, layout.total, 2 * (self._threshold - 1))
-            self._split(result, requests, layout, [request.payload[2] for request in requests], ShamirArrayShare)
+            result = self._interpolate(vec, rows, 2 * (self._threshold - 1))
+            shapes = [request.payload[2] for request in requests]
+            for request, storage in zip(requests, vec.outputs(result, layout.offsets, shapes), strict=True):
+                request.resolve(ShamirArrayShare(storage))
 
     def _truncation_bound(self, bits: int) -> int:
         if not isinstance(self._field, MersenneField):
@@ -172,83 +174,51 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         rounded rather than floored); the field has room, so nothing wraps.
         """
         k = self._truncation_bound(bits)
-        f = self._field
         words = self._words
         ranks = self._ranks
         threshold = self._threshold
         layout = Layout([math.prod(request.payload[2]) for request in requests])
-        n = layout.total
-        product = self._products(requests)
+        vec = self._vectors(layout.total)
+        product = self._products(vec, requests)
         contributing = self._communicator.rank < threshold
-        pieces: list[numpy.ndarray] = []  # (players, n, words) each
+        pieces: list[list[Any]] = []  # each: one vector per player
         if reduce:
-            pieces.append(f.to_wire(self._poly_shares(product)).reshape(len(ranks), n, words))
+            pieces.append(vec.shares(product, threshold - 1))
         if contributing:
-            mask = _random_below_power_of_two(f.dtype, (n,), k + STATISTICAL_SECURITY, self._generator)
-            for value in (mask, _shift_right(mask, bits)):
-                pieces.append(f.to_wire(self._poly_shares(value)).reshape(len(ranks), n, words))
-        send_words = words * len(pieces)
-        send = {}
-        if pieces:
-            stacked = numpy.concatenate(pieces, axis=2) if len(pieces) > 1 else pieces[0]
-            send = {dst: stacked[dst].reshape(-1) for dst in ranks}  # each element's words together
+            mask = vec.random_below(layout.total, k + STATISTICAL_SECURITY)
+            pieces.append(vec.shares(mask, threshold - 1))
+            pieces.append(vec.shares(vec.shift_right(mask, bits), threshold - 1))
+        send = {dst: vec.wire([piece[dst] for piece in pieces]) for dst in ranks} if pieces else {}
         recv = {src: words * (int(reduce) + 2 * int(src < threshold)) for src in ranks}
-        requests, layout, positions, rows = await self._round(requests, layout, 0, send, send_words, recv)
+        requests, layout, positions, rows = await self._round(requests, layout, 0, send, words * len(pieces), recv)
         if not requests:
             return
         n = layout.total
         if positions is not None:
-            product = product[positions]
-        base = words if reduce else 0
-        value = (self._open_rows({src: rows[src][:, :words] for src in ranks}, n, 2 * (threshold - 1))
-                 if reduce else product)
-        masks = f.zeros((n,))
-        tops = f.zeros((n,))
+            product = vec.select(product, positions)
+        parts = {src: int(reduce) + 2 * int(src < threshold) for src in ranks}
+        value = self._interpolate(vec, rows, 2 * (threshold - 1), parts) if reduce else product
+        masks = vec.constant(n, 0)
+        tops = vec.constant(n, 0)
         for src in range(threshold):
-            masks = f.add(masks, self._received(rows[src][:, base:base + words].reshape(-1), (n,), src))
-            tops = f.add(tops, self._received(rows[src][:, base + words:base + 2 * words].reshape(-1), (n,), src))
-        masked = f.add(f.add(value, f.full((n,), (1 << (k - 1)) + (1 << (bits - 1)))), masks)
-        requests, layout, positions, rows = await self._round(requests, layout, 1,
-                                                              dict.fromkeys(ranks, f.to_wire(masked)), words,
+            received = vec.unwire(rows[src], parts[src], src)
+            masks = vec.add(masks, received[int(reduce)])
+            tops = vec.add(tops, received[int(reduce) + 1])
+        masked = vec.add(vec.add(value, vec.constant(n, (1 << (k - 1)) + (1 << (bits - 1)))), masks)
+        wire = vec.wire([masked])
+        requests, layout, positions, rows = await self._round(requests, layout, 1, dict.fromkeys(ranks, wire), words,
                                                               dict.fromkeys(ranks, words))
         if not requests:
             return
         n = layout.total
         if positions is not None:
-            tops = tops[positions]
-        revealed = self._open_rows(rows, n, threshold - 1)
+            tops = vec.select(tops, positions)
+        revealed = self._interpolate(vec, rows, threshold - 1)
         # floor(c / 2**bits) = floor(y / 2**bits) + sum(floor(r_i / 2**bits)) + carry, where the
         # carry (0..threshold) has mean ~threshold/2: subtract that instead.
-        constant = f.subtract(_shift_right(revealed, bits), f.full((n,), (1 << (k - 1 - bits)) + threshold // 2))
-        self._split(f.subtract(constant, tops), requests, layout, [request.payload[2] for request in requests],
-                    ShamirArrayShare)
-
-
-def _random_below_power_of_two(dtype: numpy.dtype, shape: tuple[int, ...], bits: int,
-                               generator: numpy.random.Generator | None) -> numpy.ndarray:
-    """Uniform integers in [0, 2**bits) as MersenneField storage (bits <= 126)."""
-    count = int(numpy.prod(shape, dtype=numpy.int64))
-    if generator is None:
-        words = secure_words(2 * count).reshape(count, 2)
-    else:
-        words = generator.integers(0, 2**64, size=(count, 2), dtype=numpy.uint64)
-    storage = numpy.empty(count, dtype=dtype)
-    if bits >= 64:
-        storage["lo"] = words[:, 0]
-        storage["hi"] = words[:, 1] & numpy.uint64((1 << (bits - 64)) - 1)
-    else:
-        storage["lo"] = words[:, 0] & numpy.uint64((1 << bits) - 1)
-        storage["hi"] = 0
-    return storage.reshape(shape)
-
-
-def _shift_right(storage: numpy.ndarray, bits: int) -> numpy.ndarray:
-    """floor(value / 2**bits) of nonnegative integers held as MersenneField storage (0 < bits < 64)."""
-    lo = storage["lo"]
-    hi = storage["hi"]
-    result = numpy.empty(storage.shape, dtype=storage.dtype)
-    shift = numpy.uint64(bits)
-    result["lo"] = (lo >> shift) | (hi << numpy.uint64(64 - bits))
-    result["hi"] = hi >> shift
-    return result
-
+        offset = vec.constant(n, (1 << (k - 1 - bits)) + threshold // 2)
+        constant = vec.subtract(vec.shift_right(revealed, bits), offset)
+        result = vec.subtract(constant, tops)
+        shapes = [request.payload[2] for request in requests]
+        for request, storage in zip(requests, vec.outputs(result, layout.offsets, shapes), strict=True):
+            request.resolve(ShamirArrayShare(storage))
