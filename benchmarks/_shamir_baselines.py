@@ -360,6 +360,194 @@ def mpyc_worker(spec: dict[str, Any]) -> None:
     mpc.run(main())
 
 
+# ---------------------------------------------------------------------------------------------
+# Per-operation latency (bench_ops.py): Cicada and MPyC workers for scalar operations
+#
+# bench_ops.py runs these under the --compare-python interpreter as
+#     python benchmarks/bench_ops.py --worker '{"contender": "cicada", ...}'
+#     python benchmarks/bench_ops.py --mpyc-party '{"contender": "mpyc", ...}' -M3 -I<i> -T1 -B<port> --no-log
+# (one process per MPyC party); each returns a list of per-player results (MPyC: its own party's
+# only), which bench_ops.py prints for the parent.  Every player checks its own results and lists
+# what was wrong under "errors".
+
+OPS_LHS, OPS_RHS = 40503, 52433  # scalar operands of every field multiply: 1,000 products fit 64 bits
+OPS_SECRET = 1.5  # shared and revealed by cicada_async and Cicada (fixed point, 16 fractional bits)
+OPS_MPYC_SECRET = 98304  # MPyC shares a secint: 1.5 * 2**16, the field element cicada_async's encoding shares
+OPS_MPYC_BITS = 64  # mpc.SecInt(64)
+OPS_PROBE_UNTIMED, OPS_PROBE_CALLS = 2, 10  # calls run, then timed, to plan a baseline's calls (Cicada)
+OPS_MIN_CALLS = 10
+
+
+def ops_round_down(count: float) -> int:
+    """The largest 1, 2 or 5 times a power of ten that is at most ``count`` (at least 1)."""
+    if count < 1:
+        return 1
+    power = 10 ** math.floor(math.log10(count))
+    return max(step * power for step in (1, 2, 5) if step * power <= count)
+
+
+def ops_plan(estimate: float, spec: dict[str, Any]) -> dict[str, int]:
+    """Calls per repetition and warm-up calls, given seconds per call measured on rank 0.
+
+    ``spec["calls"]`` and ``spec["warmup"]``, unless ``spec["budget"]`` (seconds per repetition)
+    is given and too small: then fewer calls (a round number, at least ``OPS_MIN_CALLS``) and a
+    warm-up of a quarter of them, so that a slow baseline still gets several repetitions."""
+    calls, warmup = int(spec["calls"]), int(spec["warmup"])
+    budget = spec.get("budget")
+    if budget is not None and estimate * calls > float(budget):
+        calls = max(OPS_MIN_CALLS, min(calls, ops_round_down(float(budget) / max(estimate, 1e-9))))
+        warmup = min(warmup, calls // 4)
+    return {"calls": calls, "warmup": max(0, warmup - OPS_PROBE_UNTIMED - OPS_PROBE_CALLS)}
+
+
+def ops_check_values(values: list[Any], expected: Any, what: str) -> list[str]:
+    """Error messages (empty when right) for revealed ``values`` that should all equal ``expected``."""
+    wrong = [value for value in values if value != expected]
+    if not wrong:
+        return []
+    return [f"{what}: {len(wrong)} of {len(values)} values wrong (expected {expected!r}, got e.g. {wrong[0]!r})"]
+
+
+def ops_new_result(rank: int, loop: str) -> dict[str, Any]:
+    return {"rank": rank, "env": {"loop": loop}, "errors": [], "calls": {},
+            "seq": [], "seq_cpu": [], "gather_multiply": [], "gather_reveal": [], "gather_total": [],
+            "share_reveal": []}
+
+
+def _ops_cicada_player(communicator: Any, spec: dict[str, Any]) -> Any:
+    import functools
+
+    import numpy
+    from cicada.encoding import Identity
+    from cicada.shamir import ShamirProtocolSuite
+
+    rank = communicator.rank
+    suite = ShamirProtocolSuite(communicator, threshold=int(spec["threshold"]))
+    identity = Identity()
+    lhs = suite.share(src=0, secret=numpy.array(OPS_LHS) if rank == 0 else None, shape=(), encoding=identity)
+    rhs = suite.share(src=0, secret=numpy.array(OPS_RHS) if rank == 0 else None, shape=(), encoding=identity)
+    secret = numpy.array(OPS_SECRET)
+    result = ops_new_result(rank, "blocking sockets and reader threads (Cicada)")
+
+    def multiply() -> Any:
+        return suite.field_multiply(lhs, rhs)
+
+    def share_reveal() -> Any:
+        return suite.reveal(suite.share(src=0, secret=secret if rank == 0 else None, shape=()))
+
+    workloads = {"seq": multiply, "share_reveal": share_reveal}
+    for name, call in workloads.items():
+        for _ in range(OPS_PROBE_UNTIMED):
+            call()
+        start = time.perf_counter()
+        for _ in range(OPS_PROBE_CALLS):
+            call()
+        estimate = communicator.broadcast(src=0, value=(time.perf_counter() - start) / OPS_PROBE_CALLS)
+        plan = ops_plan(estimate, spec)
+        result["calls"][name] = plan["calls"]
+        for _ in range(plan["warmup"]):
+            call()
+    for _ in range(int(spec["reps"])):
+        count = result["calls"]["seq"]
+        communicator.allgather(None)  # everyone starts together (not barrier(), see bench_comm.py)
+        start, cpu = time.perf_counter(), time.process_time()
+        products = [multiply() for _ in range(count)]
+        result["seq"].append((time.perf_counter() - start) / count)
+        result["seq_cpu"].append((time.process_time() - cpu) / count)
+        total = functools.reduce(suite.field_add, products)
+        revealed = [int(value) for value in (suite.reveal(total, encoding=identity),
+                                             suite.reveal(products[-1], encoding=identity))]
+        result["errors"] += ops_check_values(revealed[:1], count * OPS_LHS * OPS_RHS, "sum of sequential products")
+        result["errors"] += ops_check_values(revealed[1:], OPS_LHS * OPS_RHS, "last sequential product")
+
+        count = result["calls"]["share_reveal"]
+        communicator.allgather(None)
+        start = time.perf_counter()
+        values = [share_reveal() for _ in range(count)]
+        result["share_reveal"].append((time.perf_counter() - start) / count)
+        result["errors"] += ops_check_values([float(value) for value in values], OPS_SECRET, "share + reveal")
+    return result
+
+
+def ops_cicada_worker(spec: dict[str, Any]) -> list[Any]:
+    from cicada.communicator import SocketCommunicator
+
+    return SocketCommunicator.run(world_size=int(spec["players"]), fn=_ops_cicada_player, args=(spec,),
+                                  timeout=float(spec.get("timeout", 120)))
+
+
+def ops_mpyc_worker(spec: dict[str, Any]) -> list[Any]:
+    """One MPyC party (started with -M<players> -I<i>); returns [its result]."""
+    from mpyc.runtime import mpc
+
+    secint = mpc.SecInt(OPS_MPYC_BITS)
+    pid = mpc.pid
+    calls, gathered = int(spec["calls"]), int(spec["gather"])
+    product = OPS_LHS * OPS_RHS
+
+    async def sync() -> None:
+        await mpc.barrier()  # local: lets pending work finish
+        await mpc.transfer(None)  # an all-to-all exchange: every party has arrived
+
+    def share(value: int) -> Any:
+        return mpc.input(secint(value if pid == 0 else None), senders=0)
+
+    async def share_reveal() -> Any:
+        return await mpc.output(share(OPS_MPYC_SECRET))
+
+    async def main() -> dict[str, Any]:
+        await mpc.start()
+        loop = type(mpc._loop)
+        result = ops_new_result(pid, f"{loop.__module__}.{loop.__qualname__}")
+        result["calls"] = {"seq": calls, "share_reveal": calls}
+        lhs, rhs = share(OPS_LHS), share(OPS_RHS)
+        await mpc.gather(lhs, rhs)
+
+        async def multiply() -> Any:
+            z = lhs * rhs  # local product, then degree reduction (a reshare): one round
+            await mpc.gather(z)  # this party's share of the product is ready
+            return z
+
+        for _ in range(int(spec["warmup"])):
+            await multiply()
+        warm = [lhs * rhs for _ in range(int(spec["gather_warmup"]))]
+        await mpc.gather(warm)
+        result["errors"] += ops_check_values(list(await mpc.output(warm)), product, "warm-up gather")
+        for _ in range(int(spec["warmup"])):
+            await share_reveal()
+        for _ in range(int(spec["reps"])):
+            await sync()
+            start, cpu = time.perf_counter(), time.process_time()
+            products = [await multiply() for _ in range(calls)]
+            result["seq"].append((time.perf_counter() - start) / calls)
+            result["seq_cpu"].append((time.process_time() - cpu) / calls)
+            revealed = await mpc.output([mpc.sum(products), products[-1]])
+            result["errors"] += ops_check_values(revealed[:1], calls * product, "sum of sequential products")
+            result["errors"] += ops_check_values(revealed[1:], product, "last sequential product")
+
+            await sync()
+            start = time.perf_counter()
+            products = [lhs * rhs for _ in range(gathered)]
+            await mpc.gather(products)
+            middle = time.perf_counter()
+            values = await mpc.output(products)
+            end = time.perf_counter()
+            result["gather_multiply"].append(middle - start)
+            result["gather_reveal"].append(end - middle)
+            result["gather_total"].append(end - start)
+            result["errors"] += ops_check_values(list(values), product, "gathered products")
+
+            await sync()
+            start = time.perf_counter()
+            values = [await share_reveal() for _ in range(calls)]
+            result["share_reveal"].append((time.perf_counter() - start) / calls)
+            result["errors"] += ops_check_values(values, OPS_MPYC_SECRET, "share + reveal")
+        await mpc.shutdown()
+        return result
+
+    return [mpc.run(main())]
+
+
 def main() -> None:
     mode, spec = sys.argv[1], json.loads(sys.argv[2])
     if mode == "cicada":
