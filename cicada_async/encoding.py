@@ -17,6 +17,7 @@ from .arithmetic import Field
 __all__ = ["Bits", "Boolean", "Encoding", "FixedPoint", "Identity"]
 
 _CHUNK = 1 << 16
+_SMALL = 16  # up to this many values, Python numbers are faster than numpy
 
 
 class Encoding:
@@ -96,6 +97,11 @@ class FixedPoint(Encoding):
         x = _as_float(array, self)
         scale = 2.0**self._precision
         fast_limit = min(2.0 ** (field.bits - 2), 2.0**63)
+        if x.size <= _SMALL:  # a few values: Python numbers beat numpy's per-call cost
+            scaled_values = [value * scale for value in x.reshape(-1).tolist()]
+            if all(abs(value) < fast_limit for value in scaled_values):  # also false for NaN, inf
+                order = field.order
+                return field.from_int_list([round(value) % order for value in scaled_values], x.shape)
         flat = x.reshape(-1)
         out = np.empty(flat.size, dtype=field.dtype)
         raw = np.dtype((np.void, out.dtype.itemsize))
@@ -132,7 +138,14 @@ class FixedPoint(Encoding):
         """Decode storage to float64 (values above ``order // 2`` are negative)."""
         if storage is None:
             return None
-        values = field.to_float_signed(self._check_storage(storage, field))
+        storage = self._check_storage(storage, field)
+        if storage.size <= _SMALL:  # a few values: Python numbers beat numpy's per-call cost
+            order = field.order
+            half = order // 2
+            scale = 2.0**-self._precision
+            values = [float(v - order if v > half else v) * scale for v in field.int_list(storage)]
+            return np.array(values, dtype=np.float64).reshape(storage.shape)
+        values = field.to_float_signed(storage)
         values *= 2.0**-self._precision
         return values
 

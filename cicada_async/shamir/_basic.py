@@ -301,9 +301,18 @@ class ShamirBasicProtocolSuite:
                                                       self._words, dict.fromkeys(self._ranks, self._words))
         if not requests:
             return
-        secrets = vec.outputs(self._interpolate(vec, rows, self._threshold - 1), layout.offsets,
-                              [request.payload[0].shape for request in requests])
-        for request, secret in zip(requests, secrets, strict=True):
+        secrets = self._interpolate(vec, rows, self._threshold - 1)
+        shapes = [request.payload[0].shape for request in requests]
+        encodings = [request.payload[1] for request in requests]
+        first = encodings[0]
+        if len(requests) > 1 and all(encoding is first for encoding in encodings):
+            # The usual case: one encoding for all; decode every element at once, then split.
+            flat = first.decode(vec.outputs(secrets, [0, layout.total], [(layout.total,)])[0], self._field)
+            offsets = layout.offsets
+            for j, request in enumerate(requests):
+                request.resolve(flat[offsets[j]:offsets[j + 1]].reshape(shapes[j]))
+            return
+        for request, secret in zip(requests, vec.outputs(secrets, layout.offsets, shapes), strict=True):
             request.resolve(request.payload[1].decode(secret, self._field))
 
     def reshare(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:

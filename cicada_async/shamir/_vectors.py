@@ -39,9 +39,15 @@ class ArrayVectors:
 
     def inputs(self, storages: Sequence[numpy.ndarray], shapes: Sequence[tuple[int, ...]]) -> Any:
         """The storages, each broadcast to its shape, one after the other."""
-        parts = [numpy.ascontiguousarray(numpy.broadcast_to(storage, shape)).reshape(-1)
-                 for storage, shape in zip(storages, shapes, strict=True)]
-        return parts[0] if len(parts) == 1 else numpy.concatenate(parts)
+        if len(storages) == 1:
+            storage, shape = storages[0], shapes[0]
+            if storage.shape != shape:
+                storage = numpy.broadcast_to(storage, shape)
+            return numpy.ascontiguousarray(storage).reshape(-1)
+        # Byte copies: much cheaper than numpy's structured-dtype machinery per small array.
+        data = b"".join([(storage if storage.shape == shape else numpy.ascontiguousarray(
+            numpy.broadcast_to(storage, shape))).tobytes() for storage, shape in zip(storages, shapes, strict=True)])
+        return numpy.frombuffer(bytearray(data), dtype=self.field.dtype)
 
     def outputs(self, vector: Any, offsets: Sequence[int], shapes: Sequence[tuple[int, ...]]) -> list[numpy.ndarray]:
         """The pieces of ``vector``, as storage of each shape."""
