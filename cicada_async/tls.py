@@ -29,7 +29,8 @@ import re
 import secrets
 import ssl
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .communicator.connect import TLSConfig
+from ._failures import describe_ssl_error, one_line
 from .errors import AuthenticationError
 
 __all__ = [
     "RANK_URI",
     "CredentialError",
+    "TLSConfig",
     "certificate_info",
     "certificate_rank",
     "certificate_ranks",
@@ -207,7 +209,7 @@ def _certificates(data: bytes, path: str | os.PathLike[str], what: str) -> list[
                 certificates.append(x509.load_pem_x509_certificate(block))
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise CredentialError(f"{what} {os.fspath(path)!r} holds a malformed certificate "
-                                  f"({_one_line(exc)})") from None
+                                  f"({one_line(exc)})") from None
     return certificates
 
 
@@ -272,10 +274,6 @@ def certificate_info(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # -- checking and building contexts ----------------------------------------------------------
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _check_validity(cert: x509.Certificate, label: str) -> None:
     now = _now()
     status = _validity(cert, now)
@@ -303,7 +301,7 @@ def _check_identity(path: str, rank: int | None) -> None:
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise CredentialError(f"{where} holds a malformed private key ({_one_line(exc)})") from None
+        raise CredentialError(f"{where} holds a malformed private key ({one_line(exc)})") from None
     certificates = _certificates(data, path, "TLS identity file")
     if not certificates:
         raise CredentialError(f"{where} holds no certificate (an identity needs the key and the certificate)")
@@ -355,6 +353,22 @@ def _as_paths(value: Any, what: str) -> list[str]:
     except TypeError:
         raise ValueError(f"{what} must be a file name or a sequence of file names, got {value!r}") from None
     return paths
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS settings for a player's links, as :func:`tls_config` builds them.
+
+    ``server`` and ``client`` are SSL contexts requiring certificates from both sides;
+    ``check_rank(link, rank)`` raises :class:`AuthenticationError` unless the peer's
+    certificate names ``rank`` (see :func:`check_rank`).  The connection code
+    (:mod:`cicada_async.communicator.connect`, which re-exports this class) takes it as its
+    ``tls`` argument.
+    """
+
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    check_rank: Callable[[Any, int], None]
 
 
 def tls_config(*, identity: str | os.PathLike[str] | None,
@@ -417,13 +431,13 @@ def _context(protocol: int, identity: str, trusted: list[str]) -> ssl.SSLContext
     try:
         context.load_cert_chain(identity)
     except (ssl.SSLError, OSError) as exc:
-        raise CredentialError(f"TLS identity file {identity!r} was refused by OpenSSL ({_one_line(exc)})") from None
+        raise CredentialError(f"TLS identity file {identity!r} was refused by OpenSSL ({one_line(exc)})") from None
     for path in trusted:
         try:
             context.load_verify_locations(cafile=path)
         except (ssl.SSLError, OSError) as exc:
             raise CredentialError(f"trusted certificate file {path!r} was refused by OpenSSL "
-                                  f"({_one_line(exc)})") from None
+                                  f"({one_line(exc)})") from None
     return context
 
 
@@ -462,81 +476,8 @@ def check_rank(link: Any, rank: int) -> None:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
         raise AuthenticationError(f"TLS: the peer at {address} claims rank {rank} but its certificate cannot be "
-                                  f"parsed ({_one_line(exc)})") from None
+                                  f"parsed ({one_line(exc)})") from None
     ranks = certificate_ranks(cert)
     if ranks != [rank]:
         named = f"rank(s) {ranks}" if ranks else "no rank"
         raise AuthenticationError(f"TLS: the peer at {address} claims rank {rank} but its certificate names {named}")
-
-
-# OpenSSL's verification messages (their numeric codes differ between OpenSSL versions) and
-# what they mean for a player; matched in order, by substring.
-_VERIFY_MESSAGES = (
-    ("has expired", "has expired"),
-    ("not yet valid", "is not valid yet"),
-    ("in certificate chain", "chains to a self-signed certificate that is not trusted here"),
-    ("self-signed", "is self-signed and not trusted here"),
-    ("self signed", "is self-signed and not trusted here"),
-    ("issuer certificate", "is not signed by any certificate trusted here"),
-    ("first certificate", "is not signed by any certificate trusted here"),
-    ("invalid ca", "is signed by a certificate that may not sign certificates (not a CA)"),
-    ("certificate signing", "is signed by a certificate that may not sign certificates (no keyCertSign)"),
-    ("signature failure", "has an invalid signature"),
-    ("purpose", "is not meant for this purpose (its extendedKeyUsage lacks serverAuth/clientAuth)"),
-)
-
-_REASONS = {
-    "TLSV1_ALERT_UNKNOWN_CA": "refused our certificate: it is not trusted there",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "refused our certificate",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "refused our certificate as expired (or not yet valid)",
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "refused our certificate",
-    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "refused our certificate as unsupported",
-    "TLSV1_ALERT_DECRYPT_ERROR": "refused our certificate (its signature did not verify)",
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "required a certificate but we presented none",
-    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "did not present a certificate",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE": "failed the TLS handshake (no common TLS version or cipher, or a missing "
-                                     "certificate)",
-    "TLSV1_ALERT_PROTOCOL_VERSION": "does not support a TLS version we accept (TLS 1.2 or later)",
-    "UNSUPPORTED_PROTOCOL": "does not support a TLS version we accept (TLS 1.2 or later)",
-    "NO_PROTOCOLS_AVAILABLE": "does not support a TLS version we accept (TLS 1.2 or later)",
-    "NO_SHARED_CIPHER": "has no cipher in common with us",
-    "WRONG_VERSION_NUMBER": "does not speak TLS (is it running without TLS?)",
-    "HTTP_REQUEST": "does not speak TLS",
-    "PACKET_LENGTH_TOO_LONG": "does not speak TLS (is it running without TLS?)",
-    "RECORD_LAYER_FAILURE": "does not speak TLS (is it running without TLS?)",
-    "UNEXPECTED_EOF_WHILE_READING": "closed the connection during the TLS handshake (did it refuse our "
-                                    "certificate?)",
-    "UNEXPECTED_MESSAGE": "sent an unexpected TLS message",
-}
-
-
-def describe_ssl_error(exc: BaseException, address: str, claimed_rank: int | None) -> str:
-    """One line explaining a failed TLS handshake with the peer at ``address``.
-
-    ``claimed_rank`` is the rank the peer is supposed to be (None if unknown).  Meant for
-    the connection code to put in :class:`AuthenticationError` messages, e.g.
-    ``TLS handshake with player 2 at 127.0.0.1:5000 failed: its certificate has expired
-    (CERTIFICATE_VERIFY_FAILED: certificate has expired)``.  Besides :class:`ssl.SSLError`,
-    it accepts the ``ConnectionResetError`` / EOF a peer causes by dropping the connection
-    in the middle of the handshake (which is how a refused certificate shows when the peer
-    sends no alert).
-    """
-    who = f"player {claimed_rank} at {address}" if claimed_rank is not None else f"the peer at {address}"
-    reason = getattr(exc, "reason", None)
-    code = getattr(exc, "verify_code", None)
-    detail = str(reason or type(exc).__name__)
-    if isinstance(exc, ssl.SSLCertVerificationError) or isinstance(code, int):
-        message = getattr(exc, "verify_message", None) or ""
-        meaning = next((text for key, text in _VERIFY_MESSAGES if key in message.lower()), None)
-        text = f"its certificate {meaning}" if meaning else f"its certificate was refused ({message or detail})"
-        if message:
-            detail = f"{detail}: {message}"
-    elif isinstance(reason, str) and reason in _REASONS:
-        text = f"it {_REASONS[reason]}"
-    elif isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError, EOFError)):
-        text = ("it closed the connection during the TLS handshake (it may have refused our certificate, "
-                "or it may not use TLS)")
-    else:
-        text = "TLS error"
-        detail = _one_line(exc)
-    return " ".join(f"TLS handshake with {who} failed: {text} ({detail})".split())

@@ -11,7 +11,8 @@ answers ``ACCEPT`` or ``REJECT``:
 
 Tokens never travel in the clear: players send a digest of the token.  The
 messages are plain dicts encoded with :mod:`~cicada_async._core.codec`, carried in
-``HELLO`` frames whose tag is the message type.
+``HELLO`` frames whose tag is the message type: :func:`hello_frame` builds one,
+:func:`parse_hello` reads one back.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RemoteProtocolError
+from .codec import decode, encode
+from .framing import Frame, Kind, encode_header
 
 __all__ = [
+    "MAX_HELLO",
     "PROTOCOL_VERSION",
     "REASONS",
     "HelloType",
@@ -31,7 +35,10 @@ __all__ = [
     "accept_message",
     "check_accept",
     "check_join",
+    "check_reject",
+    "hello_frame",
     "join_message",
+    "parse_hello",
     "reject_message",
     "token_digest",
 ]
@@ -95,6 +102,25 @@ def accept_message(*, rank: int, addresses: list[str] | None = None) -> dict[str
 def reject_message(reason: str, message: str) -> dict[str, Any]:
     """A REJECT giving ``reason`` (one of :data:`REASONS`)."""
     return {"reason": reason, "message": message}
+
+
+def hello_frame(kind: HelloType, message: dict[str, Any]) -> bytes:
+    """The whole ``HELLO`` frame (header and payload) carrying ``message`` as a ``kind``."""
+    payload = encode(message).tobytes()
+    return encode_header(Kind.HELLO, kind, 0, len(payload)) + payload
+
+
+def parse_hello(frame: Frame) -> Any:
+    """The message a received ``HELLO`` frame carries (check it with the ``check_*`` functions).
+
+    Raises
+    ------
+    RemoteProtocolError
+        If the frame's tag is no :class:`HelloType`, or its payload does not decode.
+    """
+    if frame.tag not in (HelloType.JOIN, HelloType.ACCEPT, HelloType.REJECT):
+        raise RemoteProtocolError(f"unknown handshake message {frame.tag}")
+    return decode(frame.payload)
 
 
 def _field(message: Any, key: str, kind: type) -> Any:

@@ -24,6 +24,7 @@ import inspect
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import os
 import pickle
 import shutil
@@ -35,7 +36,9 @@ from typing import Any
 
 from .._transport import Limits
 from ..errors import AuthenticationError, CommunicatorError, Timeout
+from ..tls import tls_config
 from .connect import Timer, direct, listen
+from .socket import AsyncSocketCommunicator
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +143,12 @@ async def _player(*, conn: multiprocessing.connection.Connection, rank: int, wor
                   address: str, fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any],
                   name: str, timeout: float, startup_timeout: float, identity: str | None,
                   trusted: Sequence[str] | None, limits: Limits) -> Any:
-    from .socket import AsyncSocketCommunicator
-
     prefix = f"Comm {name} player {rank}"
     timer = Timer(startup_timeout)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timer.remaining
     tls = None
     if identity is not None or trusted is not None:
-        from ..tls import tls_config
-
         tls = tls_config(identity=identity, trusted=trusted, rank=rank)
     listener = await listen(address=address, rank=rank, name=name, tls=tls, limits=limits)
     try:
@@ -172,13 +171,12 @@ async def _player(*, conn: multiprocessing.connection.Connection, rank: int, wor
             if not setup.done():
                 setup.cancel()
             await asyncio.gather(setup, watch, return_exceptions=True)
-        if watch.done() and not watch.cancelled() and watch.exception() is not None and not (
-            setup.done() and not setup.cancelled() and setup.exception() is None
-        ):
+        aborted = watch.exception() if watch.done() and not watch.cancelled() else None
+        if aborted is not None and not (setup.done() and not setup.cancelled() and setup.exception() is None):
             if listener.failures:  # say what we saw ourselves: an impostor, an untrusted peer...
-                raise AuthenticationError(f"{watch.exception()}; a peer failed authentication here: "
+                raise AuthenticationError(f"{aborted}; a peer failed authentication here: "
                                           f"{listener.failures[-1]}")
-            raise watch.exception()  # type: ignore[misc]
+            raise aborted
         endpoint = setup.result()
     finally:
         await listener.aclose()
@@ -269,7 +267,7 @@ def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | 
         raise ValueError(f"identities must hold one file per player ({world_size}), got {len(identities)}")
     if start_method is None:
         start_method = "fork" if os.name == "posix" else "spawn"
-    context = multiprocessing.get_context(start_method)
+    context = _start_context(start_method)
     kwargs = dict(kwargs or {})
     limits = limits or Limits()
     directory = tempfile.mkdtemp(prefix="cicada-") if family == "file" else None
@@ -317,6 +315,20 @@ def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | 
             if isinstance(result, Failed):
                 log.error("Comm %s player %s traceback:\n%s", name, rank, result.traceback)
     return results
+
+
+def _start_context(method: str) -> (
+    multiprocessing.context.ForkContext | multiprocessing.context.SpawnContext
+    | multiprocessing.context.ForkServerContext
+):
+    """The multiprocessing context of start method ``method`` (one whose ``Process`` is known)."""
+    if method == "fork":
+        return multiprocessing.get_context("fork")
+    if method == "spawn":
+        return multiprocessing.get_context("spawn")
+    if method == "forkserver":
+        return multiprocessing.get_context("forkserver")
+    raise ValueError(f"cannot find context for {method!r}")  # as multiprocessing.get_context says
 
 
 _UNSET = object()
