@@ -123,7 +123,7 @@ def describe_loss(error: BaseException | None, goodbye: bool) -> str:
     if isinstance(error, RemoteProtocolError):
         return f"sent invalid data ({error})"
     if isinstance(error, ssl.SSLError):
-        return f"failed (TLS error: {error.reason or error})"
+        return f"failed (TLS error: {getattr(error, 'reason', None) or error})"
     if error is not None:
         return f"failed (link lost: {type(error).__name__}: {error})"
     if goodbye:

@@ -43,7 +43,7 @@ __all__ = [
     "token_digest",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: 32-byte headers with operation identities (ident, round)
 REASONS = ("protocol", "name", "world_size", "rank", "token", "auth", "aborted")
 MAX_HELLO = 1 << 20
 """Largest payload accepted before a link is established (a JOIN or ACCEPT)."""

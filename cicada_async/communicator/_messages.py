@@ -46,8 +46,13 @@ def _seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _is_pending(waiter: Any) -> bool:
-    return not waiter.done()
+# A mailbox waiter is a ``(group, index)`` pair: expectation ``index`` of ``group``.
+Slot = tuple["_Group", int]
+
+
+def _is_pending(waiter: Slot) -> bool:
+    future = waiter[0].future
+    return future is not None and not future.done()
 
 
 class Ended:
@@ -100,19 +105,6 @@ class _Group:
             future.set_result(None)
 
 
-class _Slot:
-    """A mailbox waiter for one expectation of a group (duck-typed like a future)."""
-
-    __slots__ = ("group", "index")
-
-    def __init__(self, group: _Group, index: int) -> None:
-        self.group = group
-        self.index = index
-
-    def done(self) -> bool:
-        return self.group.done()
-
-
 class Messages:
     """Frames out, messages in, for one communicator (see the module docstring).
 
@@ -157,9 +149,14 @@ class Messages:
         if link is None:
             self.deliver((dst, ident, round_), tag, decode(encoded.tobytes()), encoded.nbytes)
             return
-        frame_header = header(_DATA, round_, tag, self.comm_id, ident, encoded.nbytes)
-        if link.write(frame_header, encoded.parts, encoded.nbytes):
-            self._count(self.sent, dst, tag, encoded.nbytes)
+        nbytes = encoded.nbytes
+        if link.write(header(_DATA, round_, tag, self.comm_id, ident, nbytes), encoded.parts, nbytes):
+            counter = self.sent.get((dst, tag))
+            if counter is None:
+                self.sent[(dst, tag)] = [1, nbytes]
+            else:
+                counter[0] += 1
+                counter[1] += nbytes
         else:
             self.dropped += 1
 
@@ -245,13 +242,13 @@ class Messages:
         if waiter is not None:
             self._complete(waiter, tag, value)
 
-    def _complete(self, slot: _Slot, tag: int, value: Any) -> None:
-        group = slot.group
-        expected = group.tags[slot.index]
+    def _complete(self, slot: Slot, tag: int, value: Any) -> None:
+        group, index = slot
+        expected = group.tags[index]
         if tag == expected:
-            group.resolve(slot.index, value)
+            group.resolve(index, value)
         else:
-            group.fail(slot.index, self._mismatch(group.keys[slot.index], expected, tag))
+            group.fail(index, self._mismatch(group.keys[index], expected, tag))
 
     def _mismatch(self, key: Key, expected: int, tag: int) -> RemoteProtocolError:
         src, ident, round_ = key
@@ -319,7 +316,7 @@ class Messages:
             group.future = self.loop.create_future()
             for index in range(len(keys)):
                 if values[index] is _MISSING and index not in failures:
-                    mailbox.wait(keys[index], _Slot(group, index))
+                    mailbox.wait(keys[index], (group, index))
             group.timer = self.loop.call_at(deadline, self._expire, group, timeout)
         return group
 
@@ -392,8 +389,14 @@ class Messages:
             raise RemoteProtocolError(f"{self.prefix}: player {src} sent an invalid value ({exc})",
                                       rank=src) from None
         nbytes = len(payload)
-        self._count(self.received, src, frame.tag, nbytes)
-        self.deliver((src, frame.ident, frame.round), frame.tag, value, nbytes)
+        tag = frame.tag
+        counter = self.received.get((src, tag))
+        if counter is None:
+            self.received[(src, tag)] = [1, nbytes]
+        else:
+            counter[0] += 1
+            counter[1] += nbytes
+        self.deliver((src, frame.ident, frame.round), tag, value, nbytes)
 
     def on_batch(self, src: int, frame: Frame) -> None:
         """A BATCH frame from member ``src``: one message per operation it names."""
@@ -416,14 +419,14 @@ class Messages:
         """``src`` will deliver nothing more: fail what waits for it (after what it sent)."""
         mailbox = self.mailbox
         for _key, slot in mailbox.end(src, ended):
-            group = slot.group
-            group.fail(slot.index, self.ended_error(mailbox.ended(src), src, group.tags[slot.index]))
+            group, index = slot
+            group.fail(index, self.ended_error(mailbox.ended(src), src, group.tags[index]))
 
     def close(self, make_error: Any) -> None:
         """Drop every message and fail every receive with ``make_error(src, tag)``."""
         for key, slot in self.mailbox.close():
-            group = slot.group
-            group.fail(slot.index, make_error(key[0], group.tags[slot.index]))
+            group, index = slot
+            group.fail(index, make_error(key[0], group.tags[index]))
 
     def control_value(self, src: int, frame: Frame) -> Any:
         """Decode a CONTROL frame's payload."""

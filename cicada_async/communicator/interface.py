@@ -75,19 +75,17 @@ class Operation:
     kind:
         What the operation is (a :class:`Tag`); its frames carry it, and a peer running
         another kind of operation under the same identity is detected.
-    name:
-        What messages call it (``"multiply"``).
     ident:
         The 64-bit identity.
     """
 
-    __slots__ = ("_child", "_numbering", "_parent", "communicator", "ident", "kind", "name", "number")
+    __slots__ = ("_child", "_name", "_numbering", "_parent", "communicator", "ident", "kind", "number")
 
     def __init__(self, communicator: Communicator, kind: int, ident: int, parent: Scope, numbering: Numbering,
                  number: int, name: str | None = None) -> None:
         self.communicator = communicator
         self.kind = kind
-        self.name = name or tagname(kind).lower()
+        self._name = name
         self.ident = ident
         self.number = number
         self._parent = parent
@@ -96,6 +94,11 @@ class Operation:
 
     def __repr__(self) -> str:
         return f"<Operation {tagname(self.kind)} #{self.number} in {self._parent.describe()} ident={self.ident:#018x}>"
+
+    @property
+    def name(self) -> str:
+        """What messages call the operation (``"multiply"``)."""
+        return self._name or tagname(self.kind).lower()
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
         """A context manager: sub-operations called inside are numbered in this operation's scope."""

@@ -220,8 +220,14 @@ class AsyncSocketCommunicator(Communicator):
         NotRunning, Excluded
             If the communicator was freed, or this player excluded.
         """
-        self._membership.check_usable()
-        scope, state = self._scope_state()
+        membership = self._membership
+        if membership.freed or membership.excluded:
+            membership.check_usable()
+        scope = current_scope()
+        state = self._last_state
+        if scope is not self._last_scope or state is None:
+            state = scope.state(self._numbering)
+            self._last_scope, self._last_state = scope, state
         number = state.next
         task = current_task()
         try:
@@ -299,9 +305,17 @@ class AsyncSocketCommunicator(Communicator):
         dtype = next(iter(send.values())).dtype if send else numpy.dtype(numpy.uint64)
         received: dict[int, numpy.ndarray] = {}
         failed: dict[int, BaseException] = {}
-        for position, src in enumerate(sources):
-            received[src] = _assemble(values[position * count:(position + 1) * count], recv[src], dtype,
-                                      failed, src, self._prefix, operations[0])
+        if count == 1:  # one operation: each message is one array, or an exception
+            for src, value in zip(sources, values, strict=True):
+                if type(value) is numpy.ndarray and value.ndim == 1 and value.dtype == dtype \
+                        and len(value) == recv[src][1]:
+                    received[src] = value
+                else:
+                    received[src] = _assemble([value], recv[src], dtype, failed, src, self._prefix, operations[0])
+        else:
+            for position, src in enumerate(sources):
+                received[src] = _assemble(values[position * count:(position + 1) * count], recv[src], dtype,
+                                          failed, src, self._prefix, operations[0])
         if own in recv:
             received[own] = send[own]
         return received, failed

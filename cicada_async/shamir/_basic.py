@@ -268,9 +268,10 @@ class ShamirBasicProtocolSuite:
         share = self._share(share, "share")
         comm = self._communicator
         encoding = self._encoding if encoding is None else encoding
-        if dst is None:
-            destinations = list(self._ranks)
-        elif isinstance(dst, numbers.Integral):
+        if dst is None:  # the common case: everyone, batched
+            operation = comm.begin(Tag.REVEAL, "reveal")
+            return self._batcher.submit(Tag.REVEAL, self._reveal_batch, operation, (share.storage, encoding))
+        if isinstance(dst, numbers.Integral):
             destinations = [int(dst)]
         else:
             destinations = sorted({int(d) for d in dst})

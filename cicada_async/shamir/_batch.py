@@ -38,6 +38,8 @@ class OperationFuture(asyncio.Future[Any]):
     ``asyncio.create_task(protocol.multiply(a, b))`` works as it does for any coroutine.
     """
 
+    __slots__ = ("_batch", "_driver")
+
     def __init__(self, batch: Batch) -> None:
         super().__init__(loop=batch.loop)
         self._batch: Batch | None = batch
