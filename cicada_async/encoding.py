@@ -143,8 +143,8 @@ class FixedPoint(Encoding):
             order = field.order
             half = order // 2
             scale = 2.0**-self._precision
-            values = [float(v - order if v > half else v) * scale for v in field.int_list(storage)]
-            return np.array(values, dtype=np.float64).reshape(storage.shape)
+            floats = [float(v - order if v > half else v) * scale for v in field.int_list(storage)]
+            return np.array(floats, dtype=np.float64).reshape(storage.shape)
         values = field.to_float_signed(storage)
         values *= 2.0**-self._precision
         return values

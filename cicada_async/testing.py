@@ -22,7 +22,7 @@ import asyncio
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ._transport import Endpoint, Limits, Link
@@ -128,7 +128,7 @@ class World:
         """Player ``rank``'s link to player ``peer``."""
         return self.endpoints[rank].links[peer]
 
-    async def run(self, fn: Callable[[AsyncSocketCommunicator], Awaitable[Any]],
+    async def run(self, fn: Callable[[AsyncSocketCommunicator], Coroutine[Any, Any, Any]],
                   ranks: Sequence[int] | None = None, *, return_exceptions: bool = False) -> list[Any]:
         """Run ``fn(comm)`` on every player (or ``ranks``) concurrently; return the results.
 
@@ -141,7 +141,7 @@ class World:
         # Each player numbers its operations from a root scope of its own, as in a process of its own.
         self._runs += 1
         label = ("cicada_async.testing.World.run", self._runs)
-        tasks = {rank: spawn_with_own_root(label, fn, self.comms[rank]) for rank in ranks}
+        tasks: dict[int, asyncio.Task[Any]] = {rank: spawn_with_own_root(label, fn, self.comms[rank]) for rank in ranks}
         self._tasks.update(tasks)
         try:
             results = await asyncio.gather(*tasks.values(), return_exceptions=True)

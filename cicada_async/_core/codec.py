@@ -257,7 +257,7 @@ def _encode_array(w: _Writer, array: numpy.ndarray) -> None:
     for extent in array.shape:
         out += _U64.pack(extent)
     out += bytes(padding)
-    view = memoryview(array.reshape(-1).view(numpy.uint8))
+    view = memoryview(array.reshape(-1).view(numpy.uint8))  # type: ignore[arg-type]
     if view.nbytes >= ZERO_COPY:
         w.borrow(view)
     else:

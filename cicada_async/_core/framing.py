@@ -277,7 +277,7 @@ class FrameDecoder:
             if length > LARGE_PAYLOAD:
                 # One allocation at the final size; the socket writes the rest straight in.
                 payload = numpy.empty(length, dtype=numpy.uint8)
-                view = memoryview(payload)
+                view = memoryview(payload)  # type: ignore[arg-type]  # numpy arrays are buffers
                 have = min(available - HEADER_SIZE, length)
                 view[:have] = self._view[body : body + have]
                 self._start = body + have

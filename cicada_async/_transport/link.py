@@ -117,7 +117,7 @@ class Link(asyncio.BufferedProtocol):
         # Pause at the first byte left unsent, resume once everything is out: see drain().
         # (asyncio's own TLS transports would pause at size >= high; ours are plain sockets.)
         is_tls = transport.get_extra_info("sslcontext") is not None
-        transport.set_write_buffer_limits(high=1 if is_tls else 0, low=0)
+        transport.set_write_buffer_limits(high=1 if is_tls else 0, low=0)  # type: ignore[attr-defined]
         if not self.connected.done():
             self.connected.set_result(None)
         if self._tls_settings is not None:

@@ -71,7 +71,7 @@ class TLSSession:
         """Decrypt into ``buffer``; return the byte count, 0 when no more plaintext is ready,
         or None once the peer closed its TLS session.  Raises ``ssl.SSLError`` if broken."""
         try:
-            return self.ssl.read(len(buffer), buffer)
+            return int(self.ssl.read(len(buffer), buffer))
         except ssl.SSLWantReadError:
             return 0
         except ssl.SSLZeroReturnError:

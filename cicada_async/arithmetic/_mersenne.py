@@ -443,14 +443,14 @@ class MersenneField(Field):
         n = secret.size
         if 0 < degree and n <= _SMALL:  # Python integers beat the limb kernels' set-up here
             p = self.order
-            coefficients = _ints(self.uniform((degree, n), generator))  # c_1..c_d, n each
+            small_coefficients = _ints(self.uniform((degree, n), generator))  # c_1..c_d, n each
             constants = _ints(secret)
-            values = []
+            values: list[int] = []
             for x in points:
                 for e in range(n):
-                    accumulator = coefficients[(degree - 1) * n + e]
+                    accumulator = small_coefficients[(degree - 1) * n + e]
                     for j in range(degree - 2, -1, -1):
-                        accumulator = accumulator * x + coefficients[j * n + e]
+                        accumulator = accumulator * x + small_coefficients[j * n + e]
                     values.append((accumulator * x + constants[e]) % p)
             return _from_ints(values, (len(points), *shape))
         flat = _contiguous(secret).reshape(n)
@@ -488,11 +488,11 @@ class MersenneField(Field):
         shape = shares.shape[1:]
         n = math.prod(shape)
         if n <= _SMALL:  # Python integers beat the limb kernels' set-up here
-            values = _ints(shares)
-            factors = _ints(coefficients)
+            share_ints = _ints(shares)
+            factor_ints = _ints(coefficients)
             p = self.order
-            return _from_ints([sum(c * values[i * n + e] for i, c in enumerate(factors)) % p for e in range(n)],
-                              shape)
+            return _from_ints([sum(c * share_ints[i * n + e] for i, c in enumerate(factor_ints)) % p
+                               for e in range(n)], shape)
         flat = _contiguous(shares).reshape(k, n)
         factors = [_scalar_limbs26(int(c)) for c in self.to_ints(coefficients)]
         out = np.empty(n, dtype=self.dtype)

@@ -420,7 +420,7 @@ class Messages:
         mailbox = self.mailbox
         for _key, slot in mailbox.end(src, ended):
             group, index = slot
-            group.fail(index, self.ended_error(mailbox.ended(src), src, group.tags[index]))
+            group.fail(index, self.ended_error(mailbox.ended(src) or ended, src, group.tags[index]))
 
     def close(self, make_error: Any) -> None:
         """Drop every message and fail every receive with ``make_error(src, tag)``."""

@@ -177,7 +177,9 @@ class Rounds:
         waiter = self.waiters.get(key)
         if waiter is not None and not waiter.done():
             if error is None:
-                waiter.set_result(self.rounds[key].decided)
+                decided = self.rounds[key].decided
+                assert decided is not None  # resolved without error only once decided
+                waiter.set_result(decided)
             else:
                 waiter.set_exception(error)
 

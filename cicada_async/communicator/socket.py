@@ -168,9 +168,10 @@ class AsyncSocketCommunicator(Communicator):
     def _require_rank(self, rank: Any, what: str = "rank") -> int:
         if not isinstance(rank, numbers.Integral) or isinstance(rank, bool):
             raise ValueError(f"{what} must be an integer, got {rank!r}")
-        if not 0 <= rank < self._world_size:
-            raise ValueError(f"{what} must be in the range [0, {self._world_size}), got {rank}")
-        return int(rank)
+        value = int(rank)
+        if not 0 <= value < self._world_size:
+            raise ValueError(f"{what} must be in the range [0, {self._world_size}), got {value}")
+        return value
 
     def _require_rank_list(self, ranks: Any, what: str) -> list[int]:
         try:

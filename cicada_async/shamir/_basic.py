@@ -59,10 +59,10 @@ class ShamirBasicProtocolSuite:
             raise ValueError("threshold must be >= 2")
         if threshold > communicator.world_size:
             raise ValueError("threshold must be <= world_size")
-        self._communicator = communicator
-        self._threshold = int(threshold)
-        self._field = field(order)
-        self._encoding = FixedPoint() if encoding is None else encoding
+        self._communicator: Communicator = communicator
+        self._threshold: int = int(threshold)
+        self._field: Field = field(order)
+        self._encoding: Any = FixedPoint() if encoding is None else encoding
         world_size = communicator.world_size
         if indices is None:
             indices = numpy.arange(1, world_size + 1, dtype=numpy.int64)
@@ -73,13 +73,13 @@ class ShamirBasicProtocolSuite:
         if len({int(x) % self._field.order for x in indices}) != world_size or any(
                 int(x) % self._field.order == 0 for x in indices):
             raise ValueError("indices must be distinct and nonzero in the field")
-        self._indices = indices.astype(numpy.int64)
-        self._xs = [int(x) for x in self._indices]
-        self._ranks = list(range(world_size))
+        self._indices: numpy.ndarray = indices.astype(numpy.int64)
+        self._xs: list[int] = [int(x) for x in self._indices]
+        self._ranks: list[int] = list(range(world_size))
         self._coefficients: dict[int, numpy.ndarray] = {}  # Lagrange coefficients of the first k
         self._coefficient_lists: dict[int, list[int]] = {}  # the same, as Python ints
-        self._words = self._field.to_wire(self._field.zeros((1,))).size  # wire words per element
-        self._batcher = Batcher()
+        self._words: int = self._field.to_wire(self._field.zeros((1,))).size  # wire words per element
+        self._batcher: Batcher = Batcher()
         if seed is None:
             self._generator: numpy.random.Generator | None = None
         else:
@@ -274,7 +274,7 @@ class ShamirBasicProtocolSuite:
         if isinstance(dst, numbers.Integral):
             destinations = [int(dst)]
         else:
-            destinations = sorted({int(d) for d in dst})
+            destinations = sorted({int(d) for d in dst})  # type: ignore[union-attr]
         if any(not 0 <= d < comm.world_size for d in destinations):
             raise ValueError(f"dst ranks must be in [0, {comm.world_size})")
         operation = comm.begin(Tag.REVEAL, "reveal")

@@ -135,6 +135,7 @@ class Batch:
 
     def _start(self) -> None:
         if not self.started:
+            assert self.loop is not None  # set by Batcher.submit before a batch starts
             task = self.loop.create_task(self.run())
             self.batcher.tasks.add(task)
             task.add_done_callback(self.batcher.tasks.discard)
