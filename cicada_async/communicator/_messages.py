@@ -436,7 +436,21 @@ class Messages:
             raise RemoteProtocolError(f"{self.prefix}: player {src} sent an invalid control message ({exc})",
                                       rank=src) from None
 
-    def stats(self) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[int]], int]:
-        """``(sent, received, dropped)``: ``{(peer, tag): [messages, bytes]}`` tables."""
-        return self.sent, self.received, self.dropped
+    def stats(self) -> dict[str, Any]:
+        """The communicator's ``stats`` report (see :attr:`AsyncSocketCommunicator.stats`)."""
 
+        def empty() -> dict[str, dict[str, int]]:
+            return {"sent": {"messages": 0, "bytes": 0}, "received": {"messages": 0, "bytes": 0}}
+
+        total = empty()
+        total["dropped"] = {"messages": self.dropped}
+        total["discarded"] = {"messages": self.mailbox.dropped}
+        players: dict[int, dict[str, dict[str, int]]] = {}
+        tags: dict[int | str, dict[str, dict[str, int]]] = {}
+        for direction, table in (("sent", self.sent), ("received", self.received)):
+            for (peer, tag), (messages, nbytes) in table.items():
+                for bucket in (total, players.setdefault(peer, empty()),
+                               tags.setdefault(tagname(tag) if tag < 0 else tag, empty())):
+                    bucket[direction]["messages"] += messages
+                    bucket[direction]["bytes"] += nbytes
+        return {"total": total, "player": players, "tag": tags}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,8 +20,9 @@ import numpy
 from .._core.codec import Encoded, decode, encode
 from .._core.identity import NotOwner, Numbering, Scope, ScopeState
 from .._transport import Endpoint
-from ..errors import RemoteProtocolError
 from ..operations import concurrency_error, current_scope, current_task
+from ._batch_layout import assemble
+from ._checks import check_timeout, require_rank, require_rank_list, require_tag
 from ._membership import Membership
 from ._messages import Messages
 from .interface import USER_TAG_MAX, Communicator, Operation, Tag, tagname
@@ -65,7 +65,7 @@ class AsyncSocketCommunicator(Communicator):
             raise ValueError(f"name must be a string, got {name!r}")
         members = list(range(endpoint.world_size)) if _members is None else list(_members)
         self._name = name
-        self._timeout = self._check_timeout(timeout)
+        self._timeout = check_timeout(timeout)
         self._world_size = len(members)
         self._rank = members.index(endpoint.rank)
         self._others = [rank for rank in range(self._world_size) if rank != self._rank]
@@ -108,7 +108,7 @@ class AsyncSocketCommunicator(Communicator):
 
     @timeout.setter
     def timeout(self, value: float) -> None:
-        self._timeout = self._check_timeout(value)
+        self._timeout = check_timeout(value)
 
     @property
     def revoked(self) -> bool:
@@ -141,58 +141,7 @@ class AsyncSocketCommunicator(Communicator):
         cancelled, timed out or failed).  Tags are reported by name for library tags.
         """
 
-        def empty() -> dict[str, dict[str, int]]:
-            return {"sent": {"messages": 0, "bytes": 0}, "received": {"messages": 0, "bytes": 0}}
-
-        sent, received, dropped = self._messages.stats()
-        total = empty()
-        total["dropped"] = {"messages": dropped}
-        total["discarded"] = {"messages": self._messages.mailbox.dropped}
-        players: dict[int, dict[str, dict[str, int]]] = {}
-        tags: dict[int | str, dict[str, dict[str, int]]] = {}
-        for direction, table in (("sent", sent), ("received", received)):
-            for (peer, tag), (messages, nbytes) in table.items():
-                for bucket in (total, players.setdefault(peer, empty()),
-                               tags.setdefault(tagname(tag) if tag < 0 else tag, empty())):
-                    bucket[direction]["messages"] += messages
-                    bucket[direction]["bytes"] += nbytes
-        return {"total": total, "player": players, "tag": tags}
-
-    # -- argument checks -------------------------------------------------------------
-    @staticmethod
-    def _check_timeout(value: float) -> float:
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
-        return float(value) if not isinstance(value, int) else value
-
-    def _require_rank(self, rank: Any, what: str = "rank") -> int:
-        if not isinstance(rank, numbers.Integral) or isinstance(rank, bool):
-            raise ValueError(f"{what} must be an integer, got {rank!r}")
-        value = int(rank)
-        if not 0 <= value < self._world_size:
-            raise ValueError(f"{what} must be in the range [0, {self._world_size}), got {value}")
-        return value
-
-    def _require_rank_list(self, ranks: Any, what: str) -> list[int]:
-        try:
-            result = [self._require_rank(rank, what) for rank in ranks]
-        except TypeError:
-            raise ValueError(f"{what} must be a sequence of ranks, got {ranks!r}") from None
-        if len(set(result)) != len(result):
-            raise ValueError(f"{what} must not repeat a rank, got {result}")
-        return result
-
-    @staticmethod
-    def _require_tag(tag: Any) -> int:
-        if not isinstance(tag, numbers.Integral) or isinstance(tag, bool):
-            raise ValueError(f"tag must be an integer, got {tag!r}")
-        tag = int(tag)
-        if tag < 0:
-            name = f" ({Tag(tag).name}, used by the library)" if tag in Tag._value2member_map_ else ""
-            raise ValueError(f"tag {tag}{name} is reserved: user tags must be >= 0")
-        if tag > USER_TAG_MAX:
-            raise ValueError(f"tag {tag} does not fit in 32 bits: user tags must be <= {USER_TAG_MAX}")
-        return tag
+        return self._messages.stats()
 
     def _deadline(self) -> tuple[float, float]:
         timeout = self._timeout
@@ -312,10 +261,10 @@ class AsyncSocketCommunicator(Communicator):
                         and len(value) == recv[src][1]:
                     received[src] = value
                 else:
-                    received[src] = _assemble([value], recv[src], dtype, failed, src, self._prefix, operations[0])
+                    received[src] = assemble([value], recv[src], dtype, failed, src, self._prefix, operations[0])
         else:
             for position, src in enumerate(sources):
-                received[src] = _assemble(values[position * count:(position + 1) * count], recv[src], dtype,
+                received[src] = assemble(values[position * count:(position + 1) * count], recv[src], dtype,
                                           failed, src, self._prefix, operations[0])
         if own in recv:
             received[own] = send[own]
@@ -340,9 +289,9 @@ class AsyncSocketCommunicator(Communicator):
             If the destination does not read and the link stays congested past ``timeout``.
         """
         if type(dst) is not int or not 0 <= dst < self._world_size:
-            dst = self._require_rank(dst, "dst")
+            dst = require_rank(dst, self._world_size, "dst")
         if type(tag) is not int or not 0 <= tag <= USER_TAG_MAX:
-            tag = self._require_tag(tag)
+            tag = require_tag(tag)
         self._membership.check_sendable()
         encoded = encode(value)
         messages = self._messages
@@ -369,9 +318,9 @@ class AsyncSocketCommunicator(Communicator):
             If ``src`` sent invalid data (its link is dropped).
         """
         if type(src) is not int or not 0 <= src < self._world_size:
-            src = self._require_rank(src, "src")
+            src = require_rank(src, self._world_size, "src")
         if type(tag) is not int or not 0 <= tag <= USER_TAG_MAX:
-            tag = self._require_tag(tag)
+            tag = require_tag(tag)
         self._membership.check_usable()
         deadline, timeout = self._deadline()
         key = (src, self._scope_state()[1].p2p_key(tag), 0)
@@ -383,8 +332,8 @@ class AsyncSocketCommunicator(Communicator):
         Messages started with ``isend`` go out in call order.  Argument and type errors are
         raised here, before anything is sent.
         """
-        dst = self._require_rank(dst, "dst")
-        tag = self._require_tag(tag)
+        dst = require_rank(dst, self._world_size, "dst")
+        tag = require_tag(tag)
         self._membership.check_sendable()
         encoded = encode(value)
         self._messages.post(dst, self._scope_state()[1].p2p_key(tag), 0, tag, encoded)
@@ -396,8 +345,8 @@ class AsyncSocketCommunicator(Communicator):
 
         The receive is matched at call time: receives started earlier get earlier messages.
         """
-        src = self._require_rank(src, "src")
-        tag = self._require_tag(tag)
+        src = require_rank(src, self._world_size, "src")
+        tag = require_tag(tag)
         self._membership.check_usable()
         deadline, timeout = self._deadline()
         key = (src, self._scope_state()[1].p2p_key(tag), 0)
@@ -428,7 +377,7 @@ class AsyncSocketCommunicator(Communicator):
     def broadcast(self, *, src: int, value: Any) -> Any:
         """Collective: returns player ``src``'s ``value`` on every member (``value`` is
         ignored elsewhere).  The root finishes even if a receiver has failed."""
-        src = self._require_rank(src, "src")
+        src = require_rank(src, self._world_size, "src")
         operation = self.begin(_BROADCAST)
         if self._rank != src:
             # A pure receiver proceeds even on a revoked communicator: the root's value still
@@ -446,14 +395,14 @@ class AsyncSocketCommunicator(Communicator):
 
     def gather(self, *, value: Any, dst: int) -> Any:
         """Collective: ``dst`` gets every member's ``value`` in rank order; others get None."""
-        dst = self._require_rank(dst, "dst")
+        dst = require_rank(dst, self._world_size, "dst")
         return self._gather_start(list(range(self._world_size)), value, dst, _GATHER)
 
     def gatherv(self, *, src: Sequence[int], value: Any, dst: int) -> Any:
         """Collective: ``dst`` gets the values of the players in ``src``, in that order;
         others get None.  ``value`` is ignored on players not in ``src``."""
-        sources = self._require_rank_list(src, "src")
-        dst = self._require_rank(dst, "dst")
+        sources = require_rank_list(src, self._world_size, "src")
+        dst = require_rank(dst, self._world_size, "dst")
         return self._gather_start(sources, value, dst, _GATHERV)
 
     def _gather_start(self, sources: list[int], value: Any, dst: int, kind: int) -> Any:
@@ -472,14 +421,14 @@ class AsyncSocketCommunicator(Communicator):
     def scatter(self, *, src: int, values: Sequence[Any] | None) -> Any:
         """Collective: player ``src`` sends ``values[r]`` to rank ``r``; returns this
         player's value.  ``values`` is ignored on other players."""
-        src = self._require_rank(src, "src")
+        src = require_rank(src, self._world_size, "src")
         return self._scatter_start(src, values, list(range(self._world_size)), _SCATTER)
 
     def scatterv(self, *, src: int, values: Sequence[Any] | None, dst: Sequence[int]) -> Any:
         """Collective: player ``src`` sends ``values[i]`` to player ``dst[i]``; returns this
         player's value, or None for players not in ``dst``."""
-        src = self._require_rank(src, "src")
-        destinations = self._require_rank_list(dst, "dst")
+        src = require_rank(src, self._world_size, "src")
+        destinations = require_rank_list(dst, self._world_size, "dst")
         return self._scatter_start(src, values, destinations, _SCATTERV)
 
     def _scatter_start(self, src: int, values: Sequence[Any] | None, destinations: list[int], kind: int) -> Any:
@@ -566,7 +515,7 @@ class AsyncSocketCommunicator(Communicator):
         if not isinstance(name, str):
             raise ValueError(f"name must be a string, got {name!r}")
         self._membership.check_usable()
-        patience = self._timeout if timeout is None else self._check_timeout(timeout)
+        patience = self._timeout if timeout is None else check_timeout(timeout)
         key, members = await self._membership.shrink(patience)
         return self._child("shrink", key, "", members, name=name), members
 
@@ -637,48 +586,3 @@ class AsyncSocketCommunicator(Communicator):
 
 async def _first(receipt: Any) -> Any:
     return (await receipt)[0]
-
-
-def _assemble(entries: list[Any], offsets: Sequence[int], dtype: numpy.dtype, failed: dict[int, BaseException],
-              src: int, prefix: str, operation: Operation) -> numpy.ndarray:
-    """Lay the messages one source sent for a batch of operations out like the batch.
-
-    Fast path: they are one contiguous piece of one frame (the peer batched the same
-    operations); otherwise each is checked and copied into place.  Operations whose message
-    is missing or malformed go into ``failed`` (their part stays zero).
-    """
-    first = entries[0]
-    if type(first) is tuple and not failed:
-        data, start, position = first
-        for j in range(1, len(entries)):
-            entry = entries[j]
-            if type(entry) is not tuple or entry[0] is not data or entry[1] != position:
-                break
-            position = entry[2]
-        else:
-            if position - start == offsets[-1] and data.dtype == dtype and all(
-                    entries[j][2] - entries[j][1] == offsets[j + 1] - offsets[j] for j in range(len(entries))):
-                return data[start:position]
-    out = numpy.zeros(offsets[-1], dtype=dtype)
-    for j, entry in enumerate(entries):
-        if isinstance(entry, BaseException):
-            failed.setdefault(j, entry)
-            continue
-        if type(entry) is tuple:
-            data, start, stop = entry
-            entry = data[start:stop]
-        size = offsets[j + 1] - offsets[j]
-        if not isinstance(entry, numpy.ndarray) or entry.ndim != 1 or entry.dtype != dtype or len(entry) != size:
-            what = f"{operation.name}() ({tagname(operation.kind)})"
-            failed.setdefault(j, RemoteProtocolError(
-                f"{prefix}: player {src} sent {_describe(entry)} for {what}, where this player expects "
-                f"{size} values of {dtype}: the two players' operations differ", rank=src))
-            continue
-        out[offsets[j]:offsets[j + 1]] = entry
-    return out
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, numpy.ndarray):
-        return f"{value.size} values of {value.dtype}" if value.ndim == 1 else f"an array of shape {value.shape}"
-    return f"a {type(value).__name__}"
