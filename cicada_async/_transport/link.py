@@ -229,13 +229,15 @@ class Link(asyncio.BufferedProtocol):
             self._session.encrypt(data)
 
     def _send_small(self, data: bytes | memoryview) -> None:
-        """Write a small frame: at once if it is the first this turn, else at the turn's end."""
-        if self._corked:
-            self._pending.append(data)
-            return
+        """Write a small frame at once.
+
+        Frames are never held back to the end of the loop's turn: a player killed (SIGKILL)
+        right after an operation returned must still have sent all of that operation's frames,
+        or survivors fail at different operations and their shares drift apart (found by
+        ``benchmarks/stress_fault_recovery.py``).  Batching of frames is done above, by the
+        protocol suites (one BATCH frame per peer and round).
+        """
         self._send(data)
-        self._corked = True
-        self._loop.call_soon(self._uncork)
 
     def _uncork(self) -> None:
         self._corked = False
