@@ -68,8 +68,8 @@ class Mailbox:
         is_pending: Callable[[Any], bool],
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
     ) -> None:
-        self._messages: dict[Key, Any] = {}  # (tag, value, nbytes), or a deque of them
-        self._waiters: dict[Key, Any] = {}  # a waiter, or a deque of them
+        self._messages: dict[Key, deque[tuple[int, Any, int]]] = {}
+        self._waiters: dict[Key, deque[Any]] = {}
         self._queued: dict[int, int] = dict.fromkeys(sources, 0)
         self._ended: dict[int, Any] = {}
         self._abandoned: set[Key] = set()
@@ -77,7 +77,6 @@ class Mailbox:
         self.max_queued_bytes = max_queued_bytes
         self.dropped = 0  # messages dropped because their key was abandoned
 
-    # One waiter or message per key is the rule; a deque is made only for a second one.
     def deliver(self, key: Key, tag: int, value: Any, nbytes: int = 0) -> Any | None:
         """Hand over a message.  Return the waiter that takes it (the caller checks the tag
         and completes it), or None if it was queued or dropped.
@@ -88,18 +87,12 @@ class Mailbox:
             If queueing it would put more than ``max_queued_bytes`` from its source in the box.
         """
         waiters = self._waiters.get(key)
-        if waiters is not None:
-            if type(waiters) is not deque:
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiters:
                 del self._waiters[key]
-                if self._is_pending(waiters):
-                    return waiters
-            else:
-                while waiters:
-                    waiter = waiters.popleft()
-                    if not waiters:
-                        del self._waiters[key]
-                    if self._is_pending(waiter):
-                        return waiter
+            if self._is_pending(waiter):
+                return waiter
         if self._abandoned and key in self._abandoned:
             self._abandoned.discard(key)
             self.dropped += 1
@@ -112,61 +105,42 @@ class Mailbox:
                 f"over the limit of {self.max_queued_bytes}"
             )
         self._queued[src] = queued
-        entry = (tag, value, nbytes)
         messages = self._messages.get(key)
         if messages is None:
-            self._messages[key] = entry
-        elif type(messages) is deque:
-            messages.append(entry)
-        else:
-            self._messages[key] = deque((messages, entry))
+            self._messages[key] = messages = deque()
+        messages.append((tag, value, nbytes))
         return None
 
     def take(self, key: Key) -> tuple[int, Any] | None:
         """Remove and return the oldest queued message as ``(tag, value)``, or None."""
         messages = self._messages.get(key)
-        if messages is None:
+        if not messages:
             return None
-        if type(messages) is deque:
-            tag, value, nbytes = messages.popleft()
-            if not messages:
-                del self._messages[key]
-        else:
-            tag, value, nbytes = messages
+        tag, value, nbytes = messages.popleft()
+        if not messages:
             del self._messages[key]
         self._queued[key[0]] -= nbytes
         return tag, value
 
     def put_back(self, key: Key, tag: int, value: Any, nbytes: int = 0) -> None:
         """Return a message to the front of its queue (its receiver was cancelled)."""
-        entry = (tag, value, nbytes)
         messages = self._messages.get(key)
         if messages is None:
-            self._messages[key] = entry
-        elif type(messages) is deque:
-            messages.appendleft(entry)
-        else:
-            self._messages[key] = deque((entry, messages))
+            self._messages[key] = messages = deque()
+        messages.appendleft((tag, value, nbytes))
         self._queued[key[0]] += nbytes
 
     def wait(self, key: Key, waiter: Any) -> None:
         """Register ``waiter`` for the next message with this key."""
         waiters = self._waiters.get(key)
         if waiters is None:
-            self._waiters[key] = waiter
-        elif type(waiters) is deque:
-            waiters.append(waiter)
-        else:
-            self._waiters[key] = deque((waiters, waiter))
+            self._waiters[key] = waiters = deque()
+        waiters.append(waiter)
 
     def forget(self, key: Key, waiter: Any) -> None:
         """Unregister ``waiter`` if it is still registered."""
         waiters = self._waiters.get(key)
         if waiters is None:
-            return
-        if type(waiters) is not deque:
-            if waiters is waiter:
-                del self._waiters[key]
             return
         try:
             waiters.remove(waiter)
@@ -194,12 +168,8 @@ class Mailbox:
             self._abandoned = {key for key in self._abandoned if key[0] != src}
         stranded: list[tuple[Key, Any]] = []
         for key in [key for key in self._waiters if key[0] == src]:
-            stranded.extend((key, w) for w in self._all(self._waiters.pop(key)) if self._is_pending(w))
+            stranded.extend((key, w) for w in self._waiters.pop(key) if self._is_pending(w))
         return stranded
-
-    @staticmethod
-    def _all(entry: Any) -> Any:
-        return entry if type(entry) is deque else (entry,)
 
     def ended(self, src: int) -> Any | None:
         """The reason ``src`` ended, or None while it may still deliver."""
@@ -207,8 +177,7 @@ class Mailbox:
 
     def close(self) -> list[tuple[Key, Any]]:
         """Drop every message; return every pending ``(key, waiter)`` (for shutting down)."""
-        stranded = [(key, w) for key, waiters in self._waiters.items() for w in self._all(waiters)
-                    if self._is_pending(w)]
+        stranded = [(key, w) for key, waiters in self._waiters.items() for w in waiters if self._is_pending(w)]
         self._waiters.clear()
         self._messages.clear()
         self._abandoned.clear()
