@@ -161,15 +161,12 @@ class World:
         """Kill player ``rank``: its task is cancelled and every link it has drops at once.
 
         Frames it had written are on their way first, as a process's writes are in the
-        kernel once it dies (small frames a link joins until the end of the loop's turn are
-        handed over before the links drop).
+        kernel once it dies.
         """
         self.killed.add(rank)
         task = self._tasks.get(rank)
         if task is not None:
             task.cancel()
-        for link in self.endpoints[rank].links.values():
-            link.flush_now()
         self.endpoints[rank].abort()
 
     def cut(self, rank: int, peer: int) -> None:

@@ -79,8 +79,6 @@ class Link(asyncio.BufferedProtocol):
         self._linger: asyncio.TimerHandle | None = None
         self._scratch: memoryview | None = None
         self._spare: socket.socket | None = None  # a second descriptor, to read what is left
-        self._corked = False  # a write went out this turn of the loop: later small ones wait
-        self._pending: list[bytes | memoryview] = []  # small frames waiting for the turn's end
         self._loop = loop
 
     def __repr__(self) -> str:
@@ -228,34 +226,6 @@ class Link(asyncio.BufferedProtocol):
         else:
             self._session.encrypt(data)
 
-    def _send_small(self, data: bytes | memoryview) -> None:
-        """Write a small frame at once.
-
-        Frames are never held back to the end of the loop's turn: a player killed (SIGKILL)
-        right after an operation returned must still have sent all of that operation's frames,
-        or survivors fail at different operations and their shares drift apart (found by
-        ``benchmarks/stress_fault_recovery.py``).  Batching of frames is done above, by the
-        protocol suites (one BATCH frame per peer and round).
-        """
-        self._send(data)
-
-    def _uncork(self) -> None:
-        self._corked = False
-        if self._pending:
-            pending, self._pending = self._pending, []
-            if self.transport is not None and not self.closed and not self.transport.is_closing():
-                self._send(b"".join(pending))
-
-    def _flush_pending(self) -> None:
-        """Write the small frames waiting for the turn's end now (order is kept)."""
-        if self._pending:
-            self._uncork()
-
-    def flush_now(self) -> None:
-        """Hand the small frames waiting for the end of this turn of the loop to the
-        transport now (they would otherwise go out when the loop comes round)."""
-        self._flush_pending()
-
     def _dispatch(self, frame: Frame) -> None:
         if frame.kind == Kind.GOODBYE:
             self.peer_goodbye = True
@@ -366,10 +336,9 @@ class Link(asyncio.BufferedProtocol):
         if not self.writable:
             self.frames_dropped += 1
             return False
-        if nbytes <= _SMALL_WRITE:
-            self._send_small(header + parts[0] if len(parts) == 1 else header + b"".join(parts))
+        if nbytes <= _SMALL_WRITE:  # one write: header and payload together
+            self._send(header + parts[0] if len(parts) == 1 else header + b"".join(parts))
         else:
-            self._flush_pending()
             self._send(header)
             for part in parts:
                 self._send(part)
@@ -381,11 +350,7 @@ class Link(asyncio.BufferedProtocol):
         if not self.writable:
             self.frames_dropped += 1
             return False
-        if len(data) <= _SMALL_WRITE:
-            self._send_small(data)
-        else:
-            self._flush_pending()
-            self._send(data)
+        self._send(data)
         self.bytes_sent += len(data)
         return True
 
@@ -393,7 +358,7 @@ class Link(asyncio.BufferedProtocol):
         """Bytes written but not yet handed to the operating system."""
         if self.transport is None or self.closed:
             return 0
-        return self.transport.get_write_buffer_size() + sum(len(part) for part in self._pending)
+        return self.transport.get_write_buffer_size()
 
     def needs_drain(self, borrowed: bool) -> bool:
         """Whether a sender must wait for :meth:`drain` before returning.
@@ -409,7 +374,6 @@ class Link(asyncio.BufferedProtocol):
 
     async def drain(self) -> None:
         """Wait until every queued byte went to the OS, or the link is gone."""
-        self._flush_pending()
         if not self._paused or self.closed or not self.buffered():
             return
         waiter = asyncio.get_running_loop().create_future()
@@ -438,7 +402,6 @@ class Link(asyncio.BufferedProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        self._flush_pending()
         self._send(_GOODBYE)
         if self.peer_done:
             transport.close()
@@ -451,8 +414,7 @@ class Link(asyncio.BufferedProtocol):
     def close_after_peer(self) -> None:
         """The peer said goodbye: flush what we queued, then close."""
         if self.transport is not None and not self.closed and not self.transport.is_closing():
-            self._flush_pending()
-            self.transport.close()
+                self.transport.close()
 
     def ignore(self) -> None:
         """Stop dispatching (and sending) frames; keep reading until the peer closes.

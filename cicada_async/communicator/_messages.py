@@ -151,12 +151,7 @@ class Messages:
             return
         nbytes = encoded.nbytes
         if link.write(header(_DATA, round_, tag, self.comm_id, ident, nbytes), encoded.parts, nbytes):
-            counter = self.sent.get((dst, tag))
-            if counter is None:
-                self.sent[(dst, tag)] = [1, nbytes]
-            else:
-                counter[0] += 1
-                counter[1] += nbytes
+            self._count(self.sent, dst, tag, nbytes)
         else:
             self.dropped += 1
 
@@ -390,12 +385,7 @@ class Messages:
                                       rank=src) from None
         nbytes = len(payload)
         tag = frame.tag
-        counter = self.received.get((src, tag))
-        if counter is None:
-            self.received[(src, tag)] = [1, nbytes]
-        else:
-            counter[0] += 1
-            counter[1] += nbytes
+        self._count(self.received, src, tag, nbytes)
         self.deliver((src, frame.ident, frame.round), tag, value, nbytes)
 
     def on_batch(self, src: int, frame: Frame) -> None:
