@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import numpy
 import pytest
 
-from cicada_async import Excluded, NotRunning, PeerFailed, Revoked, Timeout
+from cicada_async import Excluded, Logger, NotRunning, PeerFailed, Revoked, Tag, Timeout
 from cicada_async._core.codec import encode
 from cicada_async._core.framing import Kind, encode_header
 from cicada_async.operations import spawn_with_own_root
+from cicada_async.shamir import ShamirBasicProtocolSuite
 from cicada_async.testing import World
 
 
@@ -291,6 +293,41 @@ async def test_receive_only_roles_still_complete_after_a_revoke_when_the_data_ca
             await a.scatter(src=0, values=[1, 2, 3])
         with pytest.raises(Revoked):
             await a.gatherv(src=[0], value=1, dst=1)
+
+
+async def test_suite_and_logger_receivers_still_complete_after_a_revoke_when_the_data_came_first():
+    """The same rule for operations built on ``exchange``: a player that only receives in a
+    ``share`` (or waits for a synchronised log's release) must get what arrived before the
+    sender's marker.  Raising there at once made it miss an increment the others added, and
+    the survivors revealed garbage after the shrink (found by the fault-recovery stress run)."""
+    async with World(3, timeout=2) as world:
+        a, b, c = world.comms
+        suites = [ShamirBasicProtocolSuite(comm, threshold=2) for comm in world.comms]
+        logs = [Logger(logging.getLogger(__name__), comm) for comm in world.comms]
+        # c and b run ahead: c contributes and releases the log, b receives; then b revokes.
+        share_c = await suites[2].share(src=2, secret=numpy.array(5.0), shape=())
+        share_b = await suites[1].share(src=2, secret=None, shape=())
+        await logs[2].info("released", src=2)
+        await logs[1].info("released", src=2)
+        await b.revoke()
+        await asyncio.sleep(0.05)  # every marker has arrived
+        assert a.revoked
+        share_a = await suites[0].share(src=2, secret=None, shape=())  # came before c's marker
+        await logs[0].info("released", src=2)
+        with pytest.raises(Revoked):
+            await suites[0].share(src=2, secret=None, shape=())  # nothing more came before it
+        with pytest.raises(Revoked):
+            await suites[0].reveal(share_a)  # a round that sends raises at once
+        with pytest.raises(Revoked):
+            await a.exchange(a.begin(Tag.LOGSYNC), send={}, recv=[1])  # b's marker, no data
+        # All three still hold shares of the same secret: it opens after the shrink.
+        results = await shrink_all(world)
+        assert [oldranks for _, oldranks in results] == [[0, 1, 2]] * 3
+        survivors = [ShamirBasicProtocolSuite(new, threshold=2, indices=suites[rank].indices)
+                     for rank, (new, _) in enumerate(results)]
+        revealed = await asyncio.gather(*(survivor.reveal(share) for survivor, share
+                                          in zip(survivors, [share_a, share_b, share_c], strict=True)))
+        assert revealed == [5.0] * 3
 
 
 async def test_members_that_freed_after_the_round_still_answer_it():

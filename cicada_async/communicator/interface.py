@@ -244,6 +244,9 @@ class Communicator(abc.ABC):
 
         Raises what receives raise (``Timeout``, ``PeerFailed``, ``Revoked``, ...), and
         ``RemoteProtocolError`` if a peer ran another kind of operation under this identity.
+        On a revoked communicator a round that sends raises ``Revoked`` at once; a round that
+        only receives still gets what each source sent before its revoke marker (the
+        "revoke ordering" rule), so every survivor fails at the same operation.
         """
 
     @abc.abstractmethod

@@ -215,9 +215,12 @@ class AsyncSocketCommunicator(Communicator):
     async def exchange(self, operation: Operation, *, round: int = 0, send: Mapping[int, Any],
                        recv: Sequence[int]) -> list[Any]:
         """One communication round of ``operation`` (see :meth:`Communicator.exchange`)."""
-        self._membership.check_sendable()
         own = self._rank
         posts = [((dst,), encode(value)) for dst, value in send.items() if dst != own]
+        if posts:
+            self._membership.check_sendable()
+        else:  # a pure receiver still gets what arrived before the revoke markers ("revoke ordering")
+            self._membership.check_usable()
         sources = [src for src in recv if src != own]
         values = await self._round(operation, round, posts, sources)
         if len(sources) == len(recv):
@@ -230,9 +233,12 @@ class AsyncSocketCommunicator(Communicator):
                              recv: Mapping[int, Sequence[int]]
                              ) -> tuple[dict[int, numpy.ndarray], dict[int, BaseException]]:
         """One round of several operations at once (see :meth:`Communicator.exchange_batch`)."""
-        self._membership.check_sendable()
         messages = self._messages
         own = self._rank
+        if any(dst != own for dst in send):
+            self._membership.check_sendable()
+        else:  # a pure receiver: see exchange
+            self._membership.check_usable()
         count = len(operations)
         kind = operations[0].kind
         idents = [operation.ident for operation in operations]
