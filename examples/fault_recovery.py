@@ -5,7 +5,8 @@ secret-shares an increment of 1, everyone adds it to the total and the total is 
 Every player has a 5% chance per iteration of killing itself with SIGKILL (numpy generator
 seeded ``42 + rank``, so the run is reproducible).  When an operation fails, the survivors
 revoke the communicator, agree on who is left with ``shrink``, rebuild the protocol suite
-with the survivors' share indices (so the old shares still open), and carry on.  They stop
+with the survivors' share indices (so the old shares still open), and carry on; if another
+player fails during the recovery itself, they recover again.  They stop
 when fewer than ``threshold`` players remain, since the secret could no longer be revealed.
 
     python examples/fault_recovery.py            # the tutorial run
@@ -21,7 +22,7 @@ import signal
 
 import numpy
 
-from cicada_async import AsyncSocketCommunicator, Logger
+from cicada_async import AsyncSocketCommunicator, CommunicatorError, Logger
 from cicada_async.shamir import ShamirBasicProtocolSuite
 
 
@@ -50,21 +51,29 @@ async def main(communicator, pfail=0.05, seed=42, iterations=100, threshold=2):
             log.sync = False
             await log.error(f"Iteration {iteration} comm {communicator.name} player {communicator.rank} "
                             f"exception: {e}")
-            await communicator.revoke()
-            generation += 1
-            newcommunicator, oldranks = await communicator.shrink(name=f"world-{generation}")
-            log = Logger(logging.getLogger(), newcommunicator)
-            if newcommunicator.world_size < threshold:
-                await log.info(f"Iteration {iteration} not enough players to continue.", src=0)
-                await communicator.free()
-                break
-            await log.info(f"Iteration {iteration} shrank comm {communicator.name} with "
-                           f"{communicator.world_size} players to comm {newcommunicator.name} with "
-                           f"{newcommunicator.world_size} players.", src=0)
-            protocol = ShamirBasicProtocolSuite(newcommunicator, threshold=threshold,
-                                                indices=protocol.indices[oldranks])
-            await communicator.free()
-            communicator = newcommunicator
+            # Recover; a player may fail during the recovery too, and then we recover again.
+            indices = protocol.indices
+            while True:
+                await communicator.revoke()
+                generation += 1
+                newcommunicator, oldranks = await communicator.shrink(name=f"world-{generation}")
+                oldcommunicator, communicator = communicator, newcommunicator
+                indices = indices[oldranks]
+                await oldcommunicator.free()
+                log = Logger(logging.getLogger(), communicator)
+                try:
+                    if communicator.world_size < threshold:
+                        await log.info(f"Iteration {iteration} not enough players to continue.", src=0)
+                        return totals
+                    await log.info(f"Iteration {iteration} shrank comm {oldcommunicator.name} with "
+                                   f"{oldcommunicator.world_size} players to comm {communicator.name} with "
+                                   f"{communicator.world_size} players.", src=0)
+                    break
+                except CommunicatorError as again:
+                    log.sync = False
+                    await log.error(f"Iteration {iteration} comm {communicator.name} player "
+                                    f"{communicator.rank} exception while recovering: {again}")
+            protocol = ShamirBasicProtocolSuite(communicator, threshold=threshold, indices=indices)
     return totals
 
 
