@@ -8,7 +8,7 @@ import numbers
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any
 
-from .communicator.interface import Communicator, Operation, Tag
+from .communicator.interface import Communicator, Operation, Tag, roles_code
 
 __all__ = ["Logger"]
 
@@ -123,7 +123,8 @@ class Logger:
                 self._logger.log(level, msg, *args, **kwargs)
             return _done()
         kwargs.setdefault("stacklevel", 2)  # the coroutine that awaits the call
-        operation = comm.begin(Tag.LOGSYNC, "Logger.log")
+        roles = roles_code(tuple(writers)) if len(writers) != comm.world_size else 0
+        operation = comm.begin(Tag.LOGSYNC, "Logger.log", roles)
         return self._log_in_order(operation, writers, level, msg, args, kwargs)
 
     async def _log_in_order(self, operation: Operation, writers: list[int], level: int, msg: object,

@@ -8,6 +8,7 @@ plus random delays between and inside operations.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 
 import numpy
@@ -16,7 +17,7 @@ import pytest
 import cicada_async
 from cicada_async import ConcurrencyError, Logger, PeerFailed, RemoteProtocolError, Revoked
 from cicada_async.encoding import Identity
-from cicada_async.shamir import ShamirArrayShare, ShamirProtocolSuite
+from cicada_async.shamir import ShamirArrayShare, ShamirBasicProtocolSuite, ShamirProtocolSuite
 from cicada_async.testing import World
 
 SIZES = [(3, 2), (5, 3)]  # (players, threshold)
@@ -228,6 +229,28 @@ async def test_operations_of_players_running_different_programs_raise_naming_bot
         assert results[0] == "x"  # the root of a broadcast receives nothing
         assert isinstance(results[1], RemoteProtocolError)
         assert "BROADCAST" in str(results[1]) and "ALLGATHER" in str(results[1]) and results[1].rank == 0
+
+
+@pytest.mark.parametrize("diverge", ["share", "broadcast", "logger"])
+async def test_players_that_disagree_on_a_root_never_compute_on_each_others_data(diverge):
+    """Player 0 shares (or broadcasts, or logs) from rank 0, player 1 from rank 1: each side only
+    sends, so nothing can fail there.  Their next operation must not match (it would combine
+    shares of unrelated secrets into a wrong value): it times out instead."""
+    async with World(2, timeout=0.5) as world:
+        async def player(comm):
+            protocol = ShamirBasicProtocolSuite(comm, threshold=2)
+            root = comm.rank  # the bug under test: a root that differs between the players
+            if diverge == "share":
+                await protocol.share(src=root, secret=numpy.array(1.0), shape=())
+            elif diverge == "broadcast":
+                await comm.broadcast(src=root, value="mine")
+            else:
+                await Logger(logging.getLogger(__name__), comm).info("x", src=root)
+            mine = await protocol.share(src=0, secret=numpy.array(2.0) if comm.rank == 0 else None, shape=())
+            return await protocol.reveal(mine)
+
+        results = await world.run(player, return_exceptions=True)
+        assert all(isinstance(result, cicada_async.Timeout) for result in results), results
 
 
 async def test_shares_of_different_shapes_raise_naming_the_peer():

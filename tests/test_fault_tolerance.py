@@ -301,7 +301,7 @@ async def test_suite_and_logger_receivers_still_complete_after_a_revoke_when_the
     sender's marker.  Raising there at once made it miss an increment the others added, and
     the survivors revealed garbage after the shrink (found by the fault-recovery stress run)."""
     async with World(3, timeout=2) as world:
-        a, b, c = world.comms
+        a, b, _ = world.comms
         suites = [ShamirBasicProtocolSuite(comm, threshold=2) for comm in world.comms]
         logs = [Logger(logging.getLogger(__name__), comm) for comm in world.comms]
         # c and b run ahead: c contributes and releases the log, b receives; then b revokes.

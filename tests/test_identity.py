@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from cicada_async._core.identity import NotOwner, Numbering, Scope, encode_key, mix
+from cicada_async._core.identity import NotOwner, Numbering, Scope, encode_key, mix, roles_code
 
 SALT = 0x1234_5678_9ABC_DEF0
 
@@ -42,6 +42,25 @@ def test_same_calls_in_the_same_order_give_the_same_identities_everywhere():
     op_a = root_a.operation_child(comm_a, 3)
     op_b = root_b.operation_child(comm_b, 3)
     assert idents(op_a, comm_a, 5) == idents(op_b, comm_b, 5)
+
+
+def test_roles_fold_into_every_later_identity_of_the_scope():
+    def run(roles: list[int]) -> list[int]:
+        root, comm = player()
+        state = root.state(comm)
+        return [state.take(None, code) for code in roles]
+
+    plain = run([0] * 6)
+    agreeing = run([0, roles_code(0), 0, roles_code(1), roles_code((0, 2)), 0])
+    assert agreeing == run([0, roles_code(0), 0, roles_code(1), roles_code((0, 2)), 0])  # same roles: same
+    assert agreeing[:2] == plain[:2] and agreeing[2] != plain[2]
+    diverged = run([0, roles_code(0), 0, roles_code(2), roles_code((0, 2)), 0])  # one player shares from 2
+    assert diverged[:4] == agreeing[:4]  # the diverging operation itself keeps its identity (and its tag check)
+    assert not set(diverged[4:]) & set(agreeing)  # nothing after it can match
+    assert len(set(agreeing)) == len(agreeing)
+    codes = [roles_code(0), roles_code(1), roles_code((0,)), roles_code((0, 1)), roles_code((1, 0)),
+             roles_code(0, (1,)), roles_code((0,), 1)]
+    assert len(set(codes)) == len(codes) and 0 not in codes
 
 
 def test_identities_never_repeat_and_children_never_collide_with_their_parents():

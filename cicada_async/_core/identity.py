@@ -36,10 +36,20 @@ For a communicator C, each scope S has a 64-bit *path* ``path(S, C)``, a blake2b
   operations too: survivors that failed at the same operation but had called different
   numbers of user operations before failing still number everything after ``shrink`` alike.
 
-The identity of the k-th operation of C in S is ``mix(path(S, C) + k * G)``: a bijection of
-k for a fixed path (G is odd), so two operations of one scope never collide, and random-looking
-across scopes.  Point-to-point messages take no identity; they match (source, tag) in FIFO
-order within a scope, through the key ``H("p2p", path(S, C), tag)``.
+The identity of the k-th operation of C in S is ``mix((path(S, C) ^ chain) + k * G)``: for a
+fixed path and chain a bijection of k (G is odd), and random-looking across scopes.  ``chain``
+starts at 0 and folds in the *roles* of the rooted operations taken before in (S, C): who
+shares, who broadcasts, who receives a gather or a reveal (``roles``, a nonzero 64-bit code,
+given by the operation; 0 for operations without a root).  Players that agree on every role
+number exactly as without it.  Players whose programs diverged in a role (``share(src=0)``
+here, ``share(src=1)`` there, each only sending) would otherwise match every later
+operation and compute on each other's unrelated data; with the chain their identities part
+after that operation, nothing more matches, and the next receive fails at its deadline
+instead of returning a wrong value.  (The operation itself keeps the plain identity, so a
+peer running another kind of operation there is still told apart by its tag.)
+
+Point-to-point messages take no identity; they match (source, tag) in FIFO order within a
+scope, through the key ``H("p2p", path(S, C), tag)``.
 
 Ownership: each (scope, communicator) pair, and each scope's counter of user operations, is
 owned by one task: the first to take a number there, or the next one after the owner is done
@@ -57,7 +67,8 @@ Invariants
    parent's path and the child's name, and identities are derived from paths by a further
    step, so no identity equals a path or a point-to-point key except by a 64-bit accident.
 3. A key names a scope independently of order: its path depends only on the parent and the key.
-4. An identity is never reused on a communicator: numbers only grow, per (scope, communicator).
+4. An identity is never reused on a communicator: numbers only grow, per (scope, communicator)
+   (once a chain is folded in, two operations of one scope collide only by a 64-bit accident).
 5. A communicator created later numbers from zero in every scope (see ``base`` above).
 """
 
@@ -69,7 +80,7 @@ import struct
 import weakref
 from typing import Any
 
-__all__ = ["KeyTypes", "NotOwner", "Numbering", "Scope", "ScopeState", "encode_key", "mix"]
+__all__ = ["KeyTypes", "NotOwner", "Numbering", "Scope", "ScopeState", "encode_key", "mix", "roles_code"]
 
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15  # odd: k -> k * G is a bijection modulo 2**64
@@ -142,22 +153,30 @@ def _check_owner(holder: ScopeState | Scope, task: Any) -> None:
 class ScopeState:
     """The numbering of one communicator in one scope."""
 
-    __slots__ = ("next", "owner", "p2p", "path")
+    __slots__ = ("base", "next", "owner", "p2p", "path")
 
     def __init__(self, path: int) -> None:
         self.path = path
+        self.base = path  # path ^ chain (see the module docstring)
         self.next = 0
         self.owner: weakref.ref[Any] | None = None
         self.p2p: dict[int, int] = {}
 
-    def take(self, task: Any) -> int:
-        """Take the next number and return its identity (``task`` must own the state)."""
+    def take(self, task: Any, roles: int = 0) -> int:
+        """Take the next number and return its identity (``task`` must own the state).
+
+        ``roles``: the operation's roles code (nonzero for rooted operations, see
+        :func:`roles_code`); it is folded into every later identity of the state.
+        """
         ref = self.owner
         if ref is None or ref() is not task:
             _check_owner(self, task)
         number = self.next
         self.next = number + 1
-        return mix(self.path + number * _GOLDEN)
+        base = self.base
+        if roles:
+            self.base = self.path ^ mix((base ^ self.path) + roles * _GOLDEN + number)
+        return mix(base + number * _GOLDEN)
 
     def peek(self) -> int:
         """The number the next operation will get."""
@@ -169,6 +188,24 @@ class ScopeState:
         if key is None:
             key = self.p2p[tag] = _digest(b"p2p", _QQ.pack(self.path, tag & _MASK))
         return key
+
+
+def roles_code(*roles: int | tuple[int, ...]) -> int:
+    """A nonzero 64-bit code of an operation's roles (ranks, or tuples of ranks, >= 0).
+
+    ``roles_code(src)`` for a share or a broadcast; ``roles_code(src, tuple(dst))`` for a
+    scatterv.  Equal arguments give equal codes on every player (no hashing of memory or
+    process state).
+    """
+    code = 0x2545F4914F6CDD1D
+    for role in roles:
+        if isinstance(role, int):
+            code = mix(code + role + 1)
+        else:
+            code = mix(code + 0x9E37 + len(role))
+            for rank in role:
+                code = mix(code + rank + 1)
+    return code or 1
 
 
 class Numbering:

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy
 
-from .._core.identity import Numbering, Scope
+from .._core.identity import Numbering, Scope, roles_code
 from ..operations import inside
 
-__all__ = ["Communicator", "Operation", "Tag", "tagname"]
+__all__ = ["Communicator", "Operation", "Tag", "roles_code", "tagname"]
 
 
 class Tag(enum.IntEnum):
@@ -222,10 +222,14 @@ class Communicator(abc.ABC):
 
     # -- operations (for protocol suites and other libraries built on a communicator) --
     @abc.abstractmethod
-    def begin(self, kind: int, name: str | None = None) -> Operation:
+    def begin(self, kind: int, name: str | None = None, roles: int = 0) -> Operation:
         """Take the identity of an operation of ``kind`` now, in the caller's current scope.
 
         ``name`` is what error messages call the operation (default: the kind's name).
+        ``roles``: for an operation with a root or a subset of receivers, ``roles_code(...)``
+        of them (e.g. ``roles_code(src)``); players that disagree on them then share no
+        identity after this operation, so their later receives fail instead of matching
+        unrelated data (see :mod:`cicada_async._core.identity`).
 
         Raises
         ------

@@ -25,7 +25,7 @@ from ._batch_layout import assemble
 from ._checks import check_timeout, require_rank, require_rank_list, require_tag
 from ._membership import Membership
 from ._messages import Messages
-from .interface import USER_TAG_MAX, Communicator, Operation, Tag, tagname
+from .interface import USER_TAG_MAX, Communicator, Operation, Tag, roles_code, tagname
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class AsyncSocketCommunicator(Communicator):
             self._last_scope, self._last_state = scope, state
         return scope, state
 
-    def begin(self, kind: int, name: str | None = None) -> Operation:
+    def begin(self, kind: int, name: str | None = None, roles: int = 0) -> Operation:
         """Take the identity of an operation of ``kind`` now, in the caller's current scope.
 
         For protocol suites and libraries built on the communicator: call it synchronously
@@ -181,7 +181,7 @@ class AsyncSocketCommunicator(Communicator):
         number = state.next
         task = current_task()
         try:
-            ident = state.take(task)
+            ident = state.take(task, roles)
         except NotOwner as exc:
             what = f"{name}()" if name is not None else tagname(kind).lower() + "()"
             raise concurrency_error(f"{self._prefix}: ", what, scope, task, exc.owner) from None
@@ -384,7 +384,7 @@ class AsyncSocketCommunicator(Communicator):
         """Collective: returns player ``src``'s ``value`` on every member (``value`` is
         ignored elsewhere).  The root finishes even if a receiver has failed."""
         src = require_rank(src, self._world_size, "src")
-        operation = self.begin(_BROADCAST)
+        operation = self.begin(_BROADCAST, roles=roles_code(src))
         if self._rank != src:
             # A pure receiver proceeds even on a revoked communicator: the root's value still
             # arrives if the root sent it before its revoke marker (see "revoke ordering").
@@ -402,17 +402,17 @@ class AsyncSocketCommunicator(Communicator):
     def gather(self, *, value: Any, dst: int) -> Any:
         """Collective: ``dst`` gets every member's ``value`` in rank order; others get None."""
         dst = require_rank(dst, self._world_size, "dst")
-        return self._gather_start(list(range(self._world_size)), value, dst, _GATHER)
+        return self._gather_start(list(range(self._world_size)), value, dst, _GATHER, roles_code(dst))
 
     def gatherv(self, *, src: Sequence[int], value: Any, dst: int) -> Any:
         """Collective: ``dst`` gets the values of the players in ``src``, in that order;
         others get None.  ``value`` is ignored on players not in ``src``."""
         sources = require_rank_list(src, self._world_size, "src")
         dst = require_rank(dst, self._world_size, "dst")
-        return self._gather_start(sources, value, dst, _GATHERV)
+        return self._gather_start(sources, value, dst, _GATHERV, roles_code(tuple(sources), dst))
 
-    def _gather_start(self, sources: list[int], value: Any, dst: int, kind: int) -> Any:
-        operation = self.begin(kind)
+    def _gather_start(self, sources: list[int], value: Any, dst: int, kind: int, roles: int) -> Any:
+        operation = self.begin(kind, roles=roles)
         posts: list[tuple[Sequence[int], Encoded]] = []
         if self._rank in sources:
             self._membership.check_sendable()  # a sender on a revoked communicator: Revoked
@@ -428,17 +428,18 @@ class AsyncSocketCommunicator(Communicator):
         """Collective: player ``src`` sends ``values[r]`` to rank ``r``; returns this
         player's value.  ``values`` is ignored on other players."""
         src = require_rank(src, self._world_size, "src")
-        return self._scatter_start(src, values, list(range(self._world_size)), _SCATTER)
+        return self._scatter_start(src, values, list(range(self._world_size)), _SCATTER, roles_code(src))
 
     def scatterv(self, *, src: int, values: Sequence[Any] | None, dst: Sequence[int]) -> Any:
         """Collective: player ``src`` sends ``values[i]`` to player ``dst[i]``; returns this
         player's value, or None for players not in ``dst``."""
         src = require_rank(src, self._world_size, "src")
         destinations = require_rank_list(dst, self._world_size, "dst")
-        return self._scatter_start(src, values, destinations, _SCATTERV)
+        return self._scatter_start(src, values, destinations, _SCATTERV, roles_code(src, tuple(destinations)))
 
-    def _scatter_start(self, src: int, values: Sequence[Any] | None, destinations: list[int], kind: int) -> Any:
-        operation = self.begin(kind)
+    def _scatter_start(self, src: int, values: Sequence[Any] | None, destinations: list[int], kind: int,
+                       roles: int) -> Any:
+        operation = self.begin(kind, roles=roles)
         posts: list[tuple[Sequence[int], Encoded]] = []
         if self._rank == src:
             self._membership.check_sendable()  # the root sends: Revoked on a revoked communicator

@@ -10,7 +10,7 @@ from typing import Any
 import numpy
 
 from ..arithmetic import Field, field
-from ..communicator.interface import Communicator, Operation, Tag
+from ..communicator.interface import Communicator, Operation, Tag, roles_code
 from ..encoding import FixedPoint
 from ..errors import RemoteProtocolError
 from ._batch import Batcher, Layout, Request
@@ -237,7 +237,7 @@ class ShamirBasicProtocolSuite:
         comm = self._communicator
         if not isinstance(src, numbers.Integral) or isinstance(src, bool) or not 0 <= src < comm.world_size:
             raise ValueError(f"src must be a rank in [0, {comm.world_size}), got {src!r}")
-        operation = comm.begin(Tag.SHARE, "share")
+        operation = comm.begin(Tag.SHARE, "share", roles_code(int(src)))
         shape = self._shape(shape)
         encoding = self._encoding if encoding is None else encoding
         values = None
@@ -277,9 +277,10 @@ class ShamirBasicProtocolSuite:
             destinations = sorted({int(d) for d in dst})  # type: ignore[union-attr]
         if any(not 0 <= d < comm.world_size for d in destinations):
             raise ValueError(f"dst ranks must be in [0, {comm.world_size})")
-        operation = comm.begin(Tag.REVEAL, "reveal")
         if len(destinations) == comm.world_size:
+            operation = comm.begin(Tag.REVEAL, "reveal")
             return self._batcher.submit(Tag.REVEAL, self._reveal_batch, operation, (share.storage, encoding))
+        operation = comm.begin(Tag.REVEAL, "reveal", roles_code(tuple(destinations)))
         return self._reveal_to(operation, share, destinations, encoding)
 
     async def _reveal_to(self, operation: Operation, share: ShamirArrayShare, destinations: list[int],
