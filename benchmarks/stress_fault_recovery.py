@@ -5,24 +5,41 @@ operations, as in ``examples/fault_recovery.py``).  A run *splits* if two surviv
 different totals for the same iteration; a total is *garbage* if it is not a whole number or
 grows faster than 1 per iteration (increments are lost only when their own sharing failed).  Both must never happen.
 
-    python benchmarks/stress_fault_recovery.py [--runs 400] [--load 2] [--seed 0]
+    python benchmarks/stress_fault_recovery.py [--runs 400] [--load 2] [--seed 0] [--trace DIR]
+
+With ``--trace DIR`` every player writes its log (the example's lines and the library's, at
+DEBUG, with times) to ``DIR/run-N/player-R.log``; the directories of runs that went right are
+removed, so what is left is the runs to read.  (A drift between survivors shows there first as
+one player failing at the log while another fails at the next share.)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import itertools
 import logging
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import time
 
 from cicada_async import AsyncSocketCommunicator
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "fault_recovery.py")
+
+
+async def traced(communicator, *, directory: str, example_main, **kwargs):  # pragma: no cover - player
+    """Run the example with this player's log going to ``directory/player-R.log``."""
+    handler = logging.FileHandler(os.path.join(directory, f"player-{communicator.rank}.log"))
+    handler.setFormatter(logging.Formatter("%(relativeCreated)9.1f %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)
+    return await example_main(communicator, **kwargs)
 
 
 def burn() -> None:  # pragma: no cover - load generator
@@ -36,6 +53,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--load", type=int, default=2, help="busy-looping processes to run beside (default 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trace", metavar="DIR", help="keep every player's log of the runs that went wrong here")
     options = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     spec = importlib.util.spec_from_file_location("fault_recovery", EXAMPLE)
@@ -52,13 +70,21 @@ def main() -> None:
             players = rng.randint(4, 8)
             pfail = rng.choice([0.03, 0.05, 0.1, 0.15])
             seed = rng.randrange(10**6)
-            results = AsyncSocketCommunicator.run(world_size=players, fn=example.main, name="world-0",
+            fn = example.main
+            directory = None
+            if options.trace:
+                directory = os.path.join(options.trace, f"run-{run}")
+                os.makedirs(directory, exist_ok=True)
+                fn = functools.partial(traced, directory=directory, example_main=example.main)
+            results = AsyncSocketCommunicator.run(world_size=players, fn=fn, name="world-0",
                                                   kwargs=dict(pfail=pfail, seed=seed, iterations=40))
+            went_wrong = False
             survivors = [r for r in results if isinstance(r, list)]
             deaths += sum(1 for r in results if not isinstance(r, list))
             for rank, result in enumerate(results):
                 if type(result).__name__ == "Failed":
                     errors += 1
+                    went_wrong = True
                     print(f"run {run}: player {rank} raised (players={players} pfail={pfail} seed={seed}): "
                           f"{result.exception!r}", file=sys.stderr)
             seen: dict[int, set[float]] = {}
@@ -67,13 +93,17 @@ def main() -> None:
                     seen.setdefault(iteration, set()).add(total)
             if any(len(values) > 1 for values in seen.values()):
                 splits += 1
+                went_wrong = True
                 print(f"run {run}: SPLIT players={players} pfail={pfail} seed={seed}: {seen}", file=sys.stderr)
             ordered = [(i, min(seen[i])) for i in sorted(seen)]
             # Each iteration adds at most 1 (an increment is lost when its sharing fails).
             if any(not float(t).is_integer() for _, t in ordered) or any(
                     not 0 <= b - a <= j - i for (i, a), (j, b) in itertools.pairwise(ordered)):
                 garbage += 1
+                went_wrong = True
                 print(f"run {run}: GARBAGE players={players} pfail={pfail} seed={seed}: {results}", file=sys.stderr)
+            if directory is not None and not went_wrong:
+                shutil.rmtree(directory)
             if (run + 1) % 50 == 0:
                 print(f"  {run + 1} runs, {splits} splits, {garbage} garbage, {errors} players raised",
                       file=sys.stderr)
