@@ -412,9 +412,9 @@ class Link(asyncio.BufferedProtocol):
         self._linger = asyncio.get_running_loop().call_later(linger, self.abort)
 
     def close_after_peer(self) -> None:
-        """The peer said goodbye: flush what we queued, then close."""
+        """The peer said goodbye: close (the transport sends what it still holds first)."""
         if self.transport is not None and not self.closed and not self.transport.is_closing():
-                self.transport.close()
+            self.transport.close()
 
     def ignore(self) -> None:
         """Stop dispatching (and sending) frames; keep reading until the peer closes.

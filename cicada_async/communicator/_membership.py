@@ -254,6 +254,16 @@ class Membership:
         if self.revoked:
             raise Revoked(f"{self.prefix}: the communicator was revoked")
 
+    def check_round(self, sends: bool) -> None:
+        """Before a communication round: :meth:`check_sendable` if it sends to a peer, else
+        :meth:`check_usable`.  A round that only receives is not refused on a revoked
+        communicator: it still gets what each source sent before its revoke marker (the
+        "revoke ordering" rule), so survivors fail at the same operation."""
+        if sends:
+            self.check_sendable()
+        else:
+            self.check_usable()
+
     # -- revoke, shrink, split, free -------------------------------------------------------
     def revoke(self) -> None:
         """Revoke at every member (idempotent); see ``AsyncSocketCommunicator.revoke``."""

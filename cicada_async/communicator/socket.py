@@ -217,10 +217,7 @@ class AsyncSocketCommunicator(Communicator):
         """One communication round of ``operation`` (see :meth:`Communicator.exchange`)."""
         own = self._rank
         posts = [((dst,), encode(value)) for dst, value in send.items() if dst != own]
-        if posts:
-            self._membership.check_sendable()
-        else:  # a pure receiver still gets what arrived before the revoke markers ("revoke ordering")
-            self._membership.check_usable()
+        self._membership.check_round(bool(posts))
         sources = [src for src in recv if src != own]
         values = await self._round(operation, round, posts, sources)
         if len(sources) == len(recv):
@@ -235,10 +232,7 @@ class AsyncSocketCommunicator(Communicator):
         """One round of several operations at once (see :meth:`Communicator.exchange_batch`)."""
         messages = self._messages
         own = self._rank
-        if any(dst != own for dst in send):
-            self._membership.check_sendable()
-        else:  # a pure receiver: see exchange
-            self._membership.check_usable()
+        self._membership.check_round(any(dst != own for dst in send))
         count = len(operations)
         kind = operations[0].kind
         idents = [operation.ident for operation in operations]
