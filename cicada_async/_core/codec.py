@@ -34,18 +34,22 @@ a huge object graph), and raises only :class:`~cicada_async.errors.RemoteProtoco
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy
 
 from ..errors import RemoteProtocolError
 
-__all__ = ["MAX_DEPTH", "MAX_ITEMS", "Encoded", "decode", "encode"]
+__all__ = ["CHECK_EVERY", "MAX_DEPTH", "MAX_ITEMS", "DecodeStopped", "Encoded", "decode", "decode_counted", "encode",
+           "is_bulk"]
 
 MAX_DEPTH = 64
 """Deepest nesting of containers accepted (and produced)."""
 MAX_ITEMS = 1 << 24
 """Most values (containers and scalars counted once each) in one message; use arrays for bulk."""
+CHECK_EVERY = 1 << 14
+"""How often (in values) a decode outside the event loop checks whether to stop."""
 ZERO_COPY = 16 * 1024
 """Arrays and bytes at least this large are sent from the caller's buffer, not copied."""
 ALIGN = 16
@@ -264,33 +268,46 @@ def _encode_array(w: _Writer, array: numpy.ndarray) -> None:
         out += view
 
 
-def decode(payload: bytes | bytearray | memoryview) -> Any:
+def decode(payload: bytes | bytearray | memoryview, *, max_items: int = MAX_ITEMS) -> Any:
     """Decode one value from ``payload``.
 
     Arrays are views on ``payload`` where alignment allows: read-only when ``payload`` is
-    ``bytes``.  Raises :class:`~cicada_async.errors.RemoteProtocolError` on malformed input.
+    ``bytes``.  Raises :class:`~cicada_async.errors.RemoteProtocolError` on malformed input,
+    or if the value holds more than ``max_items`` values (see :data:`MAX_ITEMS`).
+    """
+    return decode_counted(payload, max_items=max_items)[0]
+
+
+def decode_counted(payload: bytes | bytearray | memoryview, *, max_items: int = MAX_ITEMS,
+                   stop: Callable[[], bool] | None = None) -> tuple[Any, int]:
+    """:func:`decode`, also returning how many values (containers and scalars, an array
+    counting as one) the result holds: what it costs in memory beyond the payload's bytes.
+
+    ``stop``, if given, is called every :data:`CHECK_EVERY` values; decoding raises
+    :class:`DecodeStopped` when it returns true (for a decode running outside the event loop
+    that nobody waits for any more).
     """
     size = len(payload)
     if size > _VECTOR_HEAD and type(payload) is bytes and payload[0] == _ARRAY and payload[2] == 1:
         known = _VECTOR_DTYPE.get(payload[:_VECTOR_HEAD])  # a small vector of a known length
         if known is not None and size == _VECTOR_HEAD + known[1] * known[0].itemsize:
-            return numpy.frombuffer(payload, dtype=known[0], offset=_VECTOR_HEAD)
+            return numpy.frombuffer(payload, dtype=known[0], offset=_VECTOR_HEAD), 1
     if size == 9 and type(payload) is bytes:  # fast paths for the commonest small values
         code = payload[0]
         if code == _INT:
-            return _I64.unpack_from(payload, 1)[0]
+            return _I64.unpack_from(payload, 1)[0], 1
         if code == _FLOAT:
-            return _F64.unpack_from(payload, 1)[0]
+            return _F64.unpack_from(payload, 1)[0], 1
     elif size == 1 and type(payload) is bytes:
         code = payload[0]
         if code == _NONE:
-            return None
+            return None, 1
         if code == _TRUE or code == _FALSE:
-            return code == _TRUE
+            return code == _TRUE, 1
     view = memoryview(payload)
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
-    reader = _Reader(view)
+    reader = _Reader(view, min(max_items, MAX_ITEMS), stop)
     try:
         value = reader.value(0)
     except RemoteProtocolError:
@@ -299,16 +316,28 @@ def decode(payload: bytes | bytearray | memoryview) -> Any:
         raise RemoteProtocolError(f"malformed payload: {exc}") from exc
     if reader.position != len(view):
         raise RemoteProtocolError(f"malformed payload: {len(view) - reader.position} trailing bytes")
-    return value
+    return value, reader.items
+
+
+def is_bulk(payload: bytes | bytearray | memoryview) -> bool:
+    """Whether ``payload`` encodes one array or one bytes object: decoding it costs the same
+    whatever its size (a view, or one copy), never one step per element."""
+    return len(payload) > 0 and payload[0] in (_ARRAY, _BYTES)
+
+
+class DecodeStopped(Exception):
+    """A decode was stopped by its ``stop`` callback (see :func:`decode_counted`)."""
 
 
 class _Reader:
-    __slots__ = ("items", "position", "view")
+    __slots__ = ("items", "limit", "position", "stop", "view")
 
-    def __init__(self, view: memoryview) -> None:
+    def __init__(self, view: memoryview, limit: int = MAX_ITEMS, stop: Callable[[], bool] | None = None) -> None:
         self.view = view
         self.position = 0
         self.items = 0
+        self.limit = limit
+        self.stop = stop
 
     def take(self, count: int) -> int:
         """Reserve ``count`` bytes; return their start offset."""
@@ -330,8 +359,10 @@ class _Reader:
 
     def value(self, depth: int) -> Any:
         self.items += 1
-        if self.items > MAX_ITEMS:
-            raise RemoteProtocolError(f"payload holds more than {MAX_ITEMS} items")
+        if self.items > self.limit:
+            raise RemoteProtocolError(f"payload holds more than {self.limit} items")
+        if self.stop is not None and not self.items % CHECK_EVERY and self.stop():
+            raise DecodeStopped
         view = self.view
         code = view[self.take(1)]
         if code == _INT:

@@ -75,6 +75,7 @@ TAG_MAX = (1 << 31) - 1
 # ones get a buffer of their own that the socket fills directly.
 LARGE_PAYLOAD = 64 * 1024
 STAGING_SIZE = 256 * 1024
+_MIN_STAGING = 4 * 1024
 
 
 class Kind(enum.IntEnum):
@@ -188,7 +189,9 @@ class FrameDecoder:
 
     def __init__(self, *, max_payload: int = DEFAULT_MAX_FRAME) -> None:
         self.max_payload = max_payload
-        self._buf = bytearray(STAGING_SIZE)
+        # Small frames are parsed in place from the staging buffer; a link that only ever
+        # takes small frames (a connection not yet authenticated) gets a small one.
+        self._buf = bytearray(min(STAGING_SIZE, max(_MIN_STAGING, 2 * (HEADER_SIZE + max_payload))))
         self._view = memoryview(self._buf)
         self._start = 0  # first byte not yet parsed
         self._end = 0  # end of the bytes received into the staging buffer
@@ -196,6 +199,17 @@ class FrameDecoder:
         self._large_view: memoryview | None = None
         self._large_filled = 0
         self._large_header: tuple[int, int, int, int, int] | None = None
+
+    def allow(self, max_payload: int) -> None:
+        """Accept payloads up to ``max_payload`` from now on (e.g. once a peer is authenticated);
+        the staging buffer grows to its full size if it was small."""
+        self.max_payload = max_payload
+        if len(self._buf) < STAGING_SIZE:
+            pending = self._end - self._start
+            buf = bytearray(STAGING_SIZE)
+            buf[:pending] = self._view[self._start : self._end]
+            self._buf, self._view = buf, memoryview(buf)
+            self._start, self._end = 0, pending
 
     @property
     def at_boundary(self) -> bool:

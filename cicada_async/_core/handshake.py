@@ -27,7 +27,9 @@ from .codec import decode, encode
 from .framing import Frame, Kind, encode_header
 
 __all__ = [
+    "HELLO_ITEMS",
     "MAX_HELLO",
+    "MAX_JOIN",
     "PROTOCOL_VERSION",
     "REASONS",
     "HelloType",
@@ -46,7 +48,13 @@ __all__ = [
 PROTOCOL_VERSION = 2  # 2: 32-byte headers with operation identities (ident, round)
 REASONS = ("protocol", "name", "world_size", "rank", "token", "auth", "aborted")
 MAX_HELLO = 1 << 20
-"""Largest payload accepted before a link is established (a JOIN or ACCEPT)."""
+"""Largest payload a joining player accepts before its link is established (an ACCEPT,
+which lists every player's address)."""
+MAX_JOIN = 16 * 1024
+"""Largest payload a listener accepts from a connection that has not proved the token (a
+JOIN is a few hundred bytes): a stranger's connection holds little and decodes in no time."""
+HELLO_ITEMS = 64
+"""Most values a JOIN or REJECT may decode to (an ACCEPT: this plus one per player)."""
 
 
 class HelloType(enum.IntEnum):
@@ -110,8 +118,9 @@ def hello_frame(kind: HelloType, message: dict[str, Any]) -> bytes:
     return encode_header(Kind.HELLO, kind, 0, len(payload)) + payload
 
 
-def parse_hello(frame: Frame) -> Any:
-    """The message a received ``HELLO`` frame carries (check it with the ``check_*`` functions).
+def parse_hello(frame: Frame, *, max_items: int = HELLO_ITEMS) -> Any:
+    """The message a received ``HELLO`` frame carries (check it with the ``check_*`` functions);
+    it may hold at most ``max_items`` values.
 
     Raises
     ------
@@ -120,7 +129,7 @@ def parse_hello(frame: Frame) -> Any:
     """
     if frame.tag not in (HelloType.JOIN, HelloType.ACCEPT, HelloType.REJECT):
         raise RemoteProtocolError(f"unknown handshake message {frame.tag}")
-    return decode(frame.payload)
+    return decode(frame.payload, max_items=max_items)
 
 
 def _field(message: Any, key: str, kind: type) -> Any:
@@ -165,7 +174,8 @@ def check_join(message: Any, *, name: str, world_size: int, rank: int, token: by
     if peer_token != token:
         raise Rejected("token", f"player {peer_rank} gave a different token")
     if peer_rank not in expected:
-        raise Rejected("rank", f"player {rank} does not expect a link from player {peer_rank}")
+        raise Rejected("rank", f"player {rank} does not expect a link from player {peer_rank} "
+                               "(out of range, already linked by another connection, or the lower rank)")
     return peer_rank, address
 
 

@@ -39,11 +39,19 @@ class Limits:
         Largest frame payload accepted from a peer (default 1 GiB).
     max_queued_bytes:
         Most bytes from one peer that may wait in a communicator's mailbox, unreceived
-        (default 2 GiB).  A peer over either limit is failed with ``RemoteProtocolError``.
+        (default 2 GiB), counting what messages decode to, not only their bytes on the wire.
+        A peer over either limit is failed with ``RemoteProtocolError``.
+    max_pending_connections:
+        During set-up, most connections a listener holds that have not been accepted
+        into the world yet (default 64); beyond it the oldest is dropped.
+    hello_timeout:
+        During set-up, seconds a new connection may take to send its JOIN (default 10).
     """
 
     max_frame_size: int = DEFAULT_MAX_FRAME
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    max_pending_connections: int = 64
+    hello_timeout: float = 10.0
 
 
 class FrameSink(Protocol):
@@ -102,7 +110,7 @@ class Endpoint:
         self._retired: dict[int, Callable[[int, Frame], None] | None] = {}
         for peer, link in self.links.items():
             link.peer = peer
-            link.decoder.max_payload = self.limits.max_frame_size
+            link.promote(self.limits.max_frame_size)
         for link in self.links.values():
             link.set_handler(self._on_frame, self._on_lost)
 

@@ -100,6 +100,13 @@ class Link(asyncio.BufferedProtocol):
         if self.closed:
             lost_handler(self, self.error)
 
+    def promote(self, max_payload: int) -> None:
+        """The peer is authenticated: accept frames up to ``max_payload`` and use full-size
+        buffers (a link starts with small ones, so a stranger's connection holds little)."""
+        self.decoder.allow(max_payload)
+        if self._session is not None:
+            self._session.grow()
+
     # -- asyncio protocol callbacks --------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses

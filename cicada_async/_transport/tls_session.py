@@ -13,6 +13,8 @@ from collections.abc import Callable
 __all__ = ["TLSSession"]
 
 CHUNK = 1 << 20
+_BUFFER = 256 * 1024
+_HANDSHAKE_BUFFER = 32 * 1024  # before authentication: a stranger's connection holds little
 """Plaintext encrypted per step when sending a large frame."""
 
 
@@ -31,9 +33,14 @@ class TLSSession:
         self.ssl = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
                                     server_hostname=server_hostname)
         self.done = False  # handshake complete
-        self.view = memoryview(bytearray(256 * 1024))  # ciphertext from the socket lands here
+        self.view = memoryview(bytearray(_HANDSHAKE_BUFFER))  # ciphertext from the socket lands here
         self.pending: list[bytes] = []  # plaintext written before the handshake completed
         self.write = write
+
+    def grow(self) -> None:
+        """Use a full-size buffer for ciphertext from now on (the peer is authenticated)."""
+        if len(self.view) < _BUFFER:
+            self.view = memoryview(bytearray(_BUFFER))
 
     def flush(self) -> None:
         """Put the ciphertext waiting in the outgoing BIO on the wire."""

@@ -10,6 +10,7 @@ in :mod:`._setup`, over a :class:`~._listener.Listener`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,11 +19,15 @@ from .._core.framing import Frame
 from .._core.handshake import HelloType, Rejected
 from .._failures import HANDSHAKE_ERRORS, closed_during_handshake, nobody_listening, tls_handshake_failed
 from .._transport import Link
-from ..errors import AuthenticationError, CommunicatorError, RemoteProtocolError, TokenMismatch
+from ..errors import AuthenticationError, CommunicatorError, RemoteProtocolError, Timeout, TokenMismatch
 from ..tls import TLSConfig
 from ._addresses import parse_address
 
-__all__ = ["abort_all", "check_peer_rank", "join", "open_link", "reject", "rejection_error", "wait_closed"]
+# Set-up logs under the name of the public module, :mod:`cicada_async.communicator.connect`.
+log = logging.getLogger("cicada_async.communicator.connect")
+
+__all__ = ["JOIN_ATTEMPTS", "ClosedBeforeReply", "abort_all", "check_peer_rank", "join", "open_and_join", "open_link",
+           "reject", "rejection_error", "wait_closed"]
 
 
 async def open_link(address: str, *, label: str, tls: TLSConfig | None, deadline: float,
@@ -75,6 +80,8 @@ def rejection_error(prefix: str, verdict: Rejected, *, remote: bool) -> Communic
         return TokenMismatch(text)
     if verdict.reason == "auth":
         return AuthenticationError(text)
+    if verdict.reason == "aborted":  # the peer gave up at its set-up deadline
+        return Timeout(text)
     return CommunicatorError(text)
 
 
@@ -91,13 +98,14 @@ async def join(link: Link, message: dict[str, Any], *, expect: int, world_size: 
 
     def on_lost(_future: asyncio.Future[None]) -> None:
         if not reply.done():
-            reply.set_exception(closed_during_handshake(prefix, expect, link.error, tls=tls, address=address))
+            reply.set_exception(ClosedBeforeReply(
+                closed_during_handshake(prefix, expect, link.error, tls=tls, address=address)))
 
     link.on_hello = on_hello
     link.lost.add_done_callback(on_lost)
     link.write_raw(handshake.hello_frame(HelloType.JOIN, message))
     frame = await reply
-    answer = handshake.parse_hello(frame)
+    answer = handshake.parse_hello(frame, max_items=handshake.HELLO_ITEMS + world_size)
     if frame.tag == HelloType.REJECT:
         raise rejection_error(prefix, handshake.check_reject(answer), remote=True)
     if frame.tag != HelloType.ACCEPT:
@@ -107,6 +115,63 @@ async def join(link: Link, message: dict[str, Any], *, expect: int, world_size: 
                                       with_addresses=with_addresses)
     except Rejected as verdict:
         raise rejection_error(prefix, verdict, remote=False) from None
+
+
+class ClosedBeforeReply(Exception):
+    """The link closed before the peer answered our JOIN; ``error`` is what to raise if we
+    give up.  (A listener drops connections when strangers flood it, so this is retried.)"""
+
+    def __init__(self, error: CommunicatorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+JOIN_ATTEMPTS = 5
+"""How often a player connects and sends its JOIN when the link closes before an answer."""
+
+
+async def open_and_join(address: str, message: dict[str, Any], *, label: str, tls: TLSConfig | None,
+                        deadline: float, expect: int, world_size: int, with_addresses: bool,
+                        prefix: str, progress: dict[int, str] | None = None) -> tuple[Link, list[str] | None]:
+    """Connect to player ``expect`` at ``address``, send ``message`` (a JOIN) and check the
+    answer (with TLS, also the certificate's rank); return the link and the ACCEPT's addresses.
+
+    A link that closes before the answer is opened again, up to :data:`JOIN_ATTEMPTS`
+    times while the deadline allows.  ``progress[expect]`` says how far we got, for the
+    set-up error if the deadline passes.
+    """
+    loop = asyncio.get_running_loop()
+    delay = 0.005
+    for attempt in range(1, JOIN_ATTEMPTS + 1):
+        if progress is not None:
+            progress[expect] = f"nobody accepted a connection at {address} yet"
+        try:
+            link = await open_link(address, label=label, tls=tls, deadline=deadline, peer=expect)
+        except AuthenticationError as exc:
+            raise AuthenticationError(f"{prefix}: {exc}") from exc
+        if progress is not None:
+            progress[expect] = (f"connected to {address}; no answer yet (it answers once every player "
+                                "has joined)" if with_addresses else
+                                f"connected to {address} but no answer to our JOIN "
+                                "(is another program listening there, or is the player stuck?)")
+        try:
+            answer = await join(link, message, expect=expect, world_size=world_size,
+                                with_addresses=with_addresses, prefix=prefix, tls=tls is not None, address=address)
+            if tls is not None:
+                check_peer_rank(tls, link, expect, prefix)
+        except ClosedBeforeReply as closed:
+            await abort_all([link])
+            if attempt == JOIN_ATTEMPTS or loop.time() + delay >= deadline:
+                raise closed.error from None
+            log.debug("%s: %s; connecting again", prefix, closed.error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 4, 0.25)
+            continue
+        except BaseException:
+            await abort_all([link])
+            raise
+        return link, answer
+    raise AssertionError("unreachable")
 
 
 def reject(link: Link, verdict: Rejected) -> None:

@@ -2,8 +2,15 @@
 
 Accepted links are kept (unclaimed) until they have sent their JOIN, which the set-up
 code (:mod:`._setup`) takes with :meth:`Listener.next_join` and then accepts
-(:meth:`Listener.claim`) or refuses.  Closing the listener drops every link that was never
-claimed.
+(:meth:`Listener.claim`) or refuses (:meth:`Listener.refuse`).  Closing the listener drops
+every link that was never claimed.
+
+Until a connection has proved the token it is a stranger's, and holds little: its frames
+may carry at most :data:`~cicada_async._core.handshake.MAX_JOIN` bytes (and small buffers),
+it is dropped if it has not sent its JOIN within ``Limits.hello_timeout`` seconds, and at
+most ``Limits.max_pending_connections`` are held at once (a new one drops the oldest that
+has not sent a JOIN, else the oldest).  An honest player sends its JOIN as soon as it is
+connected, and retries if it is dropped before an answer (:mod:`._links`).
 """
 
 from __future__ import annotations
@@ -13,23 +20,24 @@ import contextlib
 import logging
 import os
 import stat
+from dataclasses import dataclass
 from typing import Any
 
 from .._core import handshake
 from .._core.framing import Frame
-from .._core.handshake import HelloType
+from .._core.handshake import HelloType, Rejected
 from .._failures import describe_ssl_error
 from .._transport import Limits, Link
 from ..errors import RemoteProtocolError
 from ..tls import TLSConfig
 from ._addresses import format_address, parse_address
-from ._links import wait_closed
+from ._links import reject, wait_closed
 from ._timer import Timer
 
 # Set-up logs under the name of the public module, :mod:`cicada_async.communicator.connect`.
 log = logging.getLogger("cicada_async.communicator.connect")
 
-__all__ = ["Listener", "listen"]
+__all__ = ["Listener", "Refusal", "listen"]
 
 
 class Listener:
@@ -42,10 +50,13 @@ class Listener:
         self.tls = tls
         self.address = ""
         self.failures: list[str] = []  # authentication failures seen while accepting
+        self.refusals: list[Refusal] = []  # connections refused while accepting
+        self.dropped = 0  # connections dropped unheard: over the pending cap, or silent too long
         self._server: asyncio.AbstractServer | None = None
         self._path: str | None = None
         self._joins: asyncio.Queue[tuple[Link, Any]] = asyncio.Queue()
-        self._unclaimed: set[Link] = set()
+        # Unclaimed links, oldest first, each with its hello deadline (cancelled once claimed).
+        self._unclaimed: dict[Link, asyncio.TimerHandle | None] = {}
         self._closing: list[Link] = []
 
     def __repr__(self) -> str:
@@ -53,13 +64,43 @@ class Listener:
 
     def make_link(self) -> Link:
         """A new server-side link for an accepted connection (the protocol factory of the server)."""
-        link = Link(max_payload=handshake.MAX_HELLO, label=f"{self.name}:{self.rank}<-?",
+        self._make_room()
+        link = Link(max_payload=handshake.MAX_JOIN, label=f"{self.name}:{self.rank}<-?",
                     tls=self.tls.server if self.tls is not None else None, server_side=True)
         link.on_hello = self._on_hello
-        self._unclaimed.add(link)
+        loop = asyncio.get_running_loop()
+        self._unclaimed[link] = loop.call_later(self.limits.hello_timeout, self._silent_too_long, link)
+        link.lost.add_done_callback(lambda _future: self._forget(link))
         if self.tls is not None:
             link.handshake.add_done_callback(lambda future: self._handshake_done(link, future))
         return link
+
+    def _make_room(self) -> None:
+        """Drop unclaimed links until a new one fits under the cap: the oldest that has not
+        sent a JOIN (a stranger's, most likely), else the oldest."""
+        cap = max(1, self.limits.max_pending_connections)
+        while len(self._unclaimed) >= cap:
+            victim = next((link for link in self._unclaimed if link.peer is None), None)
+            if victim is None:
+                victim = next(iter(self._unclaimed))
+            self._drop(victim, f"over the limit of {cap} connections not yet accepted")
+
+    def _silent_too_long(self, link: Link) -> None:
+        if link in self._unclaimed and link.peer is None:
+            self._drop(link, f"no JOIN within {self.limits.hello_timeout:g}s")
+
+    def _drop(self, link: Link, why: str) -> None:
+        self._forget(link)
+        self.dropped += 1
+        if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+            log.warning("Comm %s player %s: dropped a connection from %s: %s (%d dropped so far)",
+                        self.name, self.rank, _peer_address(link), why, self.dropped)
+        link.abort()
+
+    def _forget(self, link: Link) -> None:
+        timer = self._unclaimed.pop(link, None)
+        if timer is not None:
+            timer.cancel()
 
     def _handshake_done(self, link: Link, future: asyncio.Future[None]) -> None:
         if future.cancelled():
@@ -67,16 +108,18 @@ class Listener:
         error = future.exception()
         if error is None:
             return
-        transport = link.transport
-        peername = transport.get_extra_info("peername") if transport is not None else None
-        address = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername or "?")
-        self.record_auth_failure(describe_ssl_error(error, address, None))
-        self._unclaimed.discard(link)
+        self.record_auth_failure(describe_ssl_error(error, _peer_address(link), None))
+        self._forget(link)
 
     def _on_hello(self, link: Link, frame: Frame) -> None:
         if frame.tag != HelloType.JOIN or link.peer is not None:
             raise RemoteProtocolError("expected one JOIN to open the link")
-        message = handshake.parse_hello(frame)
+        try:
+            message = handshake.parse_hello(frame)
+        except RemoteProtocolError as exc:
+            self.refuse(link, None, claimed=None, prefix=f"Comm {self.name} player {self.rank}",
+                        text=f"an invalid JOIN ({exc})")
+            return
         link.peer = -1  # a JOIN was received; the real rank is set once it is accepted
         self._joins.put_nowait((link, message))
 
@@ -89,7 +132,35 @@ class Listener:
 
     async def next_join(self) -> tuple[Link, Any]:
         """Wait for the next accepted link that has sent its JOIN."""
-        return await self._joins.get()
+        while True:
+            link, message = await self._joins.get()
+            if link in self._unclaimed:  # not dropped meanwhile
+                return link, message
+
+    def refuse(self, link: Link, verdict: Rejected | None, *, claimed: int | None, prefix: str,
+               text: str | None = None) -> None:
+        """Refuse ``link``: answer REJECT with ``verdict`` (or just drop it if None), log it,
+        and record it in :attr:`refusals` (the set-up error names it if the world is still
+        incomplete at the deadline)."""
+        what = text if text is not None else verdict.message if verdict is not None else "refused"
+        refusal = Refusal(verdict.reason if verdict is not None else "protocol", claimed,
+                          f"{what} (from {_peer_address(link)})")
+        self.refusals.append(refusal)
+        if len(self.refusals) <= 10 or len(self.refusals) % 1000 == 0:
+            log.warning("%s: refused a connection: %s", prefix, refusal.text)
+        self._forget(link)
+        if verdict is None:
+            link.abort()
+        else:
+            reject(link, verdict)
+
+    def refuse_waiting(self, verdict: Rejected) -> None:
+        """Answer every link whose JOIN nobody has taken yet with ``verdict`` (set-up gave up)."""
+        while not self._joins.empty():
+            link, _ = self._joins.get_nowait()
+            if link in self._unclaimed:
+                self._forget(link)
+                reject(link, verdict)
 
     async def aclose(self) -> None:
         """:meth:`close`, then wait (briefly) until the dropped links are really gone."""
@@ -98,7 +169,7 @@ class Listener:
 
     def claim(self, link: Link) -> None:
         """The link was accepted into a world: the listener no longer owns it."""
-        self._unclaimed.discard(link)
+        self._forget(link)
 
     def close(self) -> None:
         """Stop listening, and drop accepted links that were never claimed."""
@@ -107,12 +178,30 @@ class Listener:
             self._server = None
         self._closing = list(self._unclaimed)
         for link in self._closing:
+            self._forget(link)
             link.abort()
-        self._unclaimed.clear()
         if self._path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
             self._path = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A connection refused during set-up: the verdict's reason, the rank it claimed (if
+    any) and what happened, with the address it came from."""
+
+    reason: str
+    claimed: int | None
+    text: str
+
+
+def _peer_address(link: Link) -> str:
+    transport = link.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return str(peername or "a local socket")
 
 
 async def listen(*, address: str, rank: int | None = None, name: str = "world",

@@ -18,10 +18,10 @@ from typing import Any
 from .._core import handshake
 from .._core.handshake import HelloType, Rejected
 from .._transport import Endpoint, Limits, Link
-from ..errors import AuthenticationError, CommunicatorError, RemoteProtocolError, Timeout
+from ..errors import AuthenticationError, CommunicatorError, RemoteProtocolError, Timeout, TokenMismatch
 from ..tls import TLSConfig
 from ._addresses import parse_address
-from ._links import abort_all, check_peer_rank, join, open_link, reject, rejection_error
+from ._links import abort_all, open_and_join, reject
 from ._listener import Listener
 from ._timer import Timer
 
@@ -29,6 +29,9 @@ from ._timer import Timer
 log = logging.getLogger("cicada_async.communicator.connect")
 
 __all__ = ["check_world", "direct", "rendezvous", "session_bytes"]
+
+_VERDICT_MARGIN = 0.5
+"""Seconds before the deadline at which rank 0 of a rendezvous gives up (see rendezvous)."""
 
 
 def session_bytes(name: str, token: bytes, addresses: Sequence[str]) -> bytes:
@@ -41,27 +44,17 @@ def session_bytes(name: str, token: bytes, addresses: Sequence[str]) -> bytes:
 
 async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name: str,
                 token: bytes, tls: TLSConfig | None, deadline: float,
-                links: dict[int, Link], skip: set[int]) -> None:
-    """Open links to lower ranks and accept links from higher ranks (except ``skip``)."""
+                links: dict[int, Link], skip: set[int], progress: dict[int, str]) -> None:
+    """Open links to lower ranks and accept links from higher ranks (except ``skip``);
+    ``progress`` says, per lower rank not linked yet, how far we got."""
     world_size = len(addresses)
     prefix = f"Comm {name} player {rank}"
 
     async def open_to(peer: int) -> None:
-        try:
-            link = await open_link(addresses[peer], label=f"{name}:{rank}->{peer}", tls=tls, deadline=deadline,
-                                   peer=peer)
-        except AuthenticationError as exc:
-            raise AuthenticationError(f"{prefix}: {exc}") from exc
-        try:
-            await join(link, handshake.join_message(name=name, world_size=world_size, rank=rank, to=peer,
-                                                    token=token),
-                       expect=peer, world_size=world_size, with_addresses=False, prefix=prefix,
-                       tls=tls is not None, address=addresses[peer])
-            if tls is not None:
-                check_peer_rank(tls, link, peer, prefix)
-        except BaseException:
-            await abort_all([link])
-            raise
+        message = handshake.join_message(name=name, world_size=world_size, rank=rank, to=peer, token=token)
+        link, _ = await open_and_join(addresses[peer], message, label=f"{name}:{rank}->{peer}", tls=tls,
+                                      deadline=deadline, expect=peer, world_size=world_size, with_addresses=False,
+                                      prefix=prefix, progress=progress)
         link.peer = peer
         links[peer] = link
 
@@ -69,30 +62,9 @@ async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name
 
     async def accept_all() -> None:
         while expected:
-            link, message = await listener.next_join()
-            try:
-                peer, _ = handshake.check_join(message, name=name, world_size=world_size, rank=rank,
-                                               token=token, expected=expected)
-                if tls is not None:
-                    tls.check_rank(link, peer)
-            except Rejected as verdict:
-                reject(link, verdict)
-                if verdict.reason in ("token", "name", "world_size", "protocol"):
-                    raise rejection_error(prefix, verdict, remote=False) from None
-                log.warning("%s: refused a link: %s", prefix, verdict.message)
-                continue
-            except AuthenticationError as exc:
-                # An impostor (or a misconfigured player): refuse it and keep waiting for the
-                # real one; the failure is reported if the world is still incomplete at the deadline.
-                reject(link, Rejected("auth", str(exc)))
-                listener.record_auth_failure(str(exc))
-                continue
-            except RemoteProtocolError as exc:
-                log.warning("%s: dropped a connection with an invalid JOIN: %s", prefix, exc)
-                link.abort()
-                continue
+            link, peer, _ = await _next_join(listener, name=name, world_size=world_size, rank=rank, token=token,
+                                             tls=tls, expected=expected, prefix=prefix)
             expected.discard(peer)
-            listener.claim(link)
             link.write_raw(handshake.hello_frame(HelloType.ACCEPT, handshake.accept_message(rank=rank)))
             link.peer = peer
             link.label = f"{name}:{rank}<-{peer}"
@@ -109,6 +81,47 @@ async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name
         raise
     missing = [peer for peer in range(world_size) if peer != rank and peer not in links]
     assert not missing, missing
+
+
+async def _next_join(listener: Listener, *, name: str, world_size: int, rank: int, token: bytes,
+                     tls: TLSConfig | None, expected: set[int], prefix: str,
+                     with_address: bool = False) -> tuple[Link, int, str | None]:
+    """The next connection whose JOIN proves it belongs here: ``(link, peer rank, address)``.
+
+    The link is claimed from the listener; answering it is the caller's business.  Anything
+    else (a wrong token, name, world size or protocol version, a rank that is not expected,
+    a certificate that does not name the claimed rank, a malformed JOIN) is refused, logged
+    and recorded on the listener (:meth:`Listener.refuse`), and set-up goes on: only a peer
+    that proved the token can change the outcome.
+    """
+    while True:
+        link, message = await listener.next_join()
+        try:
+            peer, address = handshake.check_join(message, name=name, world_size=world_size, rank=rank,
+                                                  token=token, expected=expected)
+            if tls is not None:
+                tls.check_rank(link, peer)
+            if with_address and not isinstance(address, str):
+                raise Rejected("protocol", "a rendezvous JOIN must carry the player's address")
+        except Rejected as verdict:
+            listener.refuse(link, verdict, claimed=_claimed_rank(message), prefix=prefix)
+            continue
+        except AuthenticationError as exc:
+            # An impostor (or a misconfigured player): refuse it and keep waiting for the
+            # real one; the failure is reported if the world is still incomplete at the deadline.
+            listener.refuse(link, Rejected("auth", str(exc)), claimed=_claimed_rank(message), prefix=prefix)
+            listener.record_auth_failure(str(exc))
+            continue
+        except RemoteProtocolError as exc:
+            listener.refuse(link, None, claimed=None, prefix=prefix, text=f"an invalid JOIN ({exc})")
+            continue
+        listener.claim(link)
+        return link, peer, address
+
+
+def _claimed_rank(message: Any) -> int | None:
+    rank = message.get("rank") if isinstance(message, dict) else None
+    return rank if isinstance(rank, int) and not isinstance(rank, bool) else None
 
 
 async def _gather_or_fail(tasks: Sequence[asyncio.Future[Any]]) -> None:
@@ -128,16 +141,43 @@ async def _gather_or_fail(tasks: Sequence[asyncio.Future[Any]]) -> None:
 
 
 def _startup_error(prefix: str, timer: Timer, links: dict[int, Link], world_size: int,
-                   rank: int, listener: Listener | None = None) -> CommunicatorError:
-    """The error for a set-up deadline that passed: an :class:`AuthenticationError` if some
-    would-be peer failed authentication meanwhile, else a :class:`Timeout`."""
+                   rank: int, listener: Listener | None = None,
+                   progress: dict[int, str] | None = None) -> CommunicatorError:
+    """The error for a set-up deadline that passed, naming the players still missing and,
+    for each we tried to reach, how far we got.  An :class:`AuthenticationError` if some
+    would-be peer failed authentication meanwhile; a :class:`TokenMismatch` if a connection
+    that claimed a missing rank was refused for its token; else a :class:`Timeout`.  Either
+    way the text lists what was refused meanwhile (the last refusal, and how many)."""
     missing = [peer for peer in range(world_size) if peer != rank and peer not in links]
     text = f"startup timed-out after {timer.threshold:g}s without a link to player(s) {missing}"
+    details = [f"player {peer}: {progress[peer]}" for peer in missing if progress and peer in progress]
+    if details:
+        text += " (" + "; ".join(details) + ")"
+    refusals = listener.refusals if listener is not None else []
+    relevant = [refusal for refusal in refusals if refusal.claimed in missing] or refusals
+    if relevant:
+        more = f" ({len(refusals)} in all)" if len(refusals) > 1 else ""
+        text += f"; refused a connection meanwhile: {relevant[-1].text}{more}"
+    if listener is not None and listener.dropped:
+        text += f"; dropped {listener.dropped} connection(s) that sent no JOIN in time or were over the limit"
     failures = listener.failures if listener is not None else []
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         return AuthenticationError(f"{prefix}: {text}; a peer failed authentication: {failures[-1]}{more}")
+    if any(refusal.reason == "token" and refusal.claimed in missing for refusal in refusals):
+        return TokenMismatch(f"{prefix}: {text}")
     return Timeout(f"{prefix}: {text}")
+
+
+def _give_up(error: CommunicatorError, listener: Listener, links: dict[int, Link]) -> None:
+    """Set-up failed at the deadline: tell every player waiting for our answer why, with a
+    REJECT (not a silent close, which a TLS player would take for a refused certificate)."""
+    reason = "token" if isinstance(error, TokenMismatch) else "auth" if isinstance(error, AuthenticationError) \
+        else "aborted"
+    verdict = Rejected(reason, f"the player gave up: {error}")
+    listener.refuse_waiting(verdict)
+    for link in links.values():
+        reject(link, verdict)
 
 
 def check_world(world_size: Any, rank: Any) -> tuple[int, int]:
@@ -191,14 +231,17 @@ async def direct(*, listener: Listener, addresses: Sequence[str], rank: int, nam
     prefix = f"Comm {name} player {rank}"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timer.remaining
+    progress: dict[int, str] = {}
     try:
         async with asyncio.timeout_at(deadline):
             await _mesh(listener=listener, addresses=addresses, rank=rank, name=name, token=digest,
-                        tls=tls, deadline=deadline, links=links, skip=set())
+                        tls=tls, deadline=deadline, links=links, skip=set(), progress=progress)
     except TimeoutError as exc:
         if isinstance(exc, Timeout):
             raise
-        raise _startup_error(prefix, timer, links, world_size, rank, listener) from None
+        error = _startup_error(prefix, timer, links, world_size, rank, listener, progress)
+        listener.refuse_waiting(Rejected("aborted", f"the player gave up: {error}"))
+        raise error from None
     return Endpoint(rank=rank, world_size=world_size, links=links,
                     session=session_bytes(name, digest, addresses), limits=limits)
 
@@ -228,43 +271,35 @@ async def rendezvous(*, listener: Listener, root_address: str, world_size: int, 
     prefix = f"Comm {name} player {rank}"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timer.remaining
+    progress: dict[int, str] = {}
+    # Rank 0 gives up a little before the others, so that they hear why (its REJECT) rather
+    # than time out at the same moment without knowing.
+    own_deadline = deadline - min(_VERDICT_MARGIN, 0.1 * timer.remaining) if rank == 0 else deadline
     try:
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout_at(own_deadline):
             if rank == 0:
                 addresses = await _gather_joins(listener=listener, world_size=world_size, name=name,
                                                 token=digest, tls=tls, links=links, prefix=prefix)
             else:
-                try:
-                    link = await open_link(root_address, label=f"{name}:{rank}->0", tls=tls, deadline=deadline,
-                                           peer=0)
-                except AuthenticationError as exc:
-                    raise AuthenticationError(f"{prefix}: {exc}") from exc
-                try:
-                    message = handshake.join_message(name=name, world_size=world_size, rank=rank, to=0,
-                                                     token=digest, address=listener.address)
-                    answer = await join(link, message, expect=0, world_size=world_size,
-                                        with_addresses=True, prefix=prefix, tls=tls is not None,
-                                        address=root_address)
-                    if tls is not None:
-                        check_peer_rank(tls, link, 0, prefix)
-                except BaseException:
-                    await abort_all([link])
-                    raise
+                message = handshake.join_message(name=name, world_size=world_size, rank=rank, to=0,
+                                                 token=digest, address=listener.address)
+                link, answer = await open_and_join(root_address, message, label=f"{name}:{rank}->0", tls=tls,
+                                                   deadline=deadline, expect=0, world_size=world_size,
+                                                   with_addresses=True, prefix=prefix, progress=progress)
                 link.peer = 0
                 links[0] = link
                 assert answer is not None
                 addresses = answer
                 await _mesh(listener=listener, addresses=addresses, rank=rank, name=name, token=digest,
-                            tls=tls, deadline=deadline, links=links, skip={0})
+                            tls=tls, deadline=deadline, links=links, skip={0}, progress=progress)
     except TimeoutError as exc:
         if isinstance(exc, Timeout):
             raise
-        error = _startup_error(prefix, timer, links, world_size, rank, listener)
-        if rank == 0 and isinstance(error, AuthenticationError):
-            # Tell the players already waiting on us why the world will not form.
-            for link in links.values():
-                reject(link, Rejected("auth", str(error)))
+        error = _startup_error(prefix, timer, links, world_size, rank, listener, progress)
+        if rank == 0:
+            _give_up(error, listener, links)  # the players waiting for our ACCEPT learn why
         else:
+            listener.refuse_waiting(Rejected("aborted", f"the player gave up: {error}"))
             await abort_all(links.values())
         raise error from None
     except BaseException:
@@ -279,49 +314,14 @@ async def _gather_joins(*, listener: Listener, world_size: int, name: str, token
     """Rank 0's side of a rendezvous: collect every JOIN, check tokens, answer with addresses."""
     addresses: list[str | None] = [listener.address] + [None] * (world_size - 1)
     expected = set(range(1, world_size))
-    mismatched: list[int] = []
     while expected:
-        link, message = await listener.next_join()
-        try:
-            peer, address = handshake.check_join(message, name=name, world_size=world_size, rank=0,
-                                                  token=token, expected=expected)
-            if tls is not None:
-                tls.check_rank(link, peer)
-        except Rejected as verdict:
-            if verdict.reason == "token" and isinstance(message, dict) and message.get("rank") in expected:
-                # Keep collecting: every player must learn of the mismatch, not just this one.
-                peer = message["rank"]
-                address = message.get("address")
-                mismatched.append(peer)
-            else:
-                reject(link, verdict)
-                if verdict.reason in ("name", "world_size", "protocol"):
-                    raise rejection_error(prefix, verdict, remote=False) from None
-                log.warning("%s: refused a link: %s", prefix, verdict.message)
-                continue
-        except AuthenticationError as exc:
-            reject(link, Rejected("auth", str(exc)))
-            listener.record_auth_failure(str(exc))
-            continue
-        except RemoteProtocolError as exc:
-            log.warning("%s: dropped a connection with an invalid JOIN: %s", prefix, exc)
-            link.abort()
-            continue
-        if not isinstance(address, str):
-            reject(link, Rejected("protocol", "a rendezvous JOIN must carry the player's address"))
-            continue
+        link, peer, address = await _next_join(listener, name=name, world_size=world_size, rank=0, token=token,
+                                                tls=tls, expected=expected, prefix=prefix, with_address=True)
         expected.discard(peer)
-        listener.claim(link)
         link.peer = peer
         link.label = f"{name}:0<-{peer}"
         links[peer] = link
         addresses[peer] = address
-    if mismatched:
-        mismatch = Rejected("token", f"player(s) {sorted(mismatched)} gave a token different from player 0's")
-        for link in links.values():
-            reject(link, mismatch)
-        links.clear()
-        raise rejection_error(prefix, mismatch, remote=False)
     final = [address for address in addresses if address is not None]
     assert len(final) == world_size
     for link in links.values():
