@@ -111,6 +111,10 @@ class Mailbox:
         messages.append((tag, value, nbytes))
         return None
 
+    def queued(self, src: int) -> int:
+        """Bytes from ``src`` queued now (as counted by :meth:`deliver`)."""
+        return self._queued.get(src, 0)
+
     def take(self, key: Key) -> tuple[int, Any] | None:
         """Remove and return the oldest queued message as ``(tag, value)``, or None."""
         messages = self._messages.get(key)

@@ -12,6 +12,14 @@ Two modes:
   group ends once every expectation is met or has failed, and reports which failed, so each
   operation of the batch succeeds or fails on its own data, exactly as it would alone.
 
+What a peer sends costs what it decodes to: a message counts against the source's cap on
+queued bytes (``Limits.max_queued_bytes``) as its payload plus :data:`ITEM_COST` bytes per
+decoded value.  A small payload (at most :data:`EAGER_DECODE` bytes) or a bulk one (one array
+or bytes object, decoded in constant time) is decoded on arrival; a larger payload of many
+values stays undecoded (its bytes are what it holds) until a receiver takes it, and is then
+decoded outside the event loop, within the receive's deadline and the source's budget, so
+a hostile peer can neither stall the loop nor make a small frame expand past the cap.
+
 An operation's group that fails or is cancelled *abandons* its unmet expectations: their
 frames are dropped when they arrive (the mailbox remembers), so no later operation can take
 them.  A cancelled point-to-point receive instead puts back what it had taken, so the next
@@ -22,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .._core.codec import Encoded, decode, encode
+from .._core.codec import Encoded, decode, decode_counted, encode, is_bulk
 from .._core.framing import Frame, Kind, decode_batch, encode_batch, encode_header, header
 from .._core.mailbox import Key, Mailbox, MailboxFull
 from .._transport import Link
@@ -34,12 +43,28 @@ from .interface import tagname
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Ended", "Messages"]
+__all__ = ["EAGER_DECODE", "ITEM_COST", "Deferred", "Ended", "Messages"]
 
 _DATA = int(Kind.DATA)
 _BATCH = int(Kind.BATCH)
 _SMALL_FRAME = 16 * 1024
 _MISSING = object()
+EAGER_DECODE = 16 * 1024
+"""Payloads up to this size (or bulk ones) are decoded on arrival; see the module docstring."""
+ITEM_COST = 64
+"""Bytes each decoded value is counted as (about a small Python object and its reference)."""
+_BATCH_ITEMS = 4  # a BATCH payload: a tuple of three arrays
+_CONTROL_ITEMS = 1 << 16
+
+
+class Deferred:
+    """A payload of many values from ``src``, decoded when a receiver takes it."""
+
+    __slots__ = ("payload", "src")
+
+    def __init__(self, payload: bytes | memoryview, src: int) -> None:
+        self.payload = payload
+        self.src = src
 
 
 def _seconds(seconds: float) -> str:
@@ -69,7 +94,7 @@ class _Group:
     """Expectations met together: one future, one timer (see the module docstring)."""
 
     __slots__ = ("error", "failures", "future", "keys", "partial", "point_to_point", "remaining", "tags",
-                 "timer", "values")
+                 "timeout", "timer", "timer_deadline", "values")
 
     def __init__(self, keys: list[Key], tags: list[int], partial: bool, point_to_point: bool) -> None:
         self.keys = keys
@@ -81,6 +106,8 @@ class _Group:
         self.point_to_point = point_to_point
         self.future: asyncio.Future[None] | None = None  # None: complete (or failed) at start
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_deadline = 0.0
+        self.timeout = 0.0
         self.error: BaseException | None = None
 
     def done(self) -> bool:
@@ -283,6 +310,8 @@ class Messages:
         """
         mailbox = self.mailbox
         group = _Group(keys, tags, partial, point_to_point)
+        group.timer_deadline = deadline
+        group.timeout = timeout
         values = group.values
         failures = group.failures
         missing = 0
@@ -343,7 +372,33 @@ class Messages:
             self._abandon(group)
             for index, error in group.failures.items():
                 values[index] = error
+        for index, value in enumerate(values):
+            if type(value) is Deferred:
+                values[index] = await self._decode_deferred(value, group.timer_deadline, group.timeout)
         return values
+
+    async def _decode_deferred(self, deferred: Deferred, deadline: float, timeout: float) -> Any:
+        """Decode a large payload of many values outside the event loop (see the module
+        docstring), within ``deadline`` and the source's budget of decoded values."""
+        src = deferred.src
+        budget = max(0, self.mailbox.max_queued_bytes - self.mailbox.queued(src) - len(deferred.payload)) // ITEM_COST
+        stopped = threading.Event()
+        remaining = deadline - self.loop.time()
+        try:
+            async with asyncio.timeout(remaining if remaining > 0 else 0):
+                value, _ = await asyncio.to_thread(decode_counted, deferred.payload, max_items=budget,
+                                                   stop=stopped.is_set)
+        except TimeoutError:
+            stopped.set()
+            raise Timeout(f"{self.prefix}: decoding a value from player {src} took longer than the "
+                          f"receive deadline ({_seconds(timeout)})") from None
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"{self.prefix}: player {src} sent an invalid value ({exc})",
+                                      rank=src) from None
+        except BaseException:
+            stopped.set()
+            raise
+        return value
 
     def _stop(self, group: _Group) -> None:
         if group.timer is not None:
@@ -378,22 +433,26 @@ class Messages:
         if self.mailbox.ended(src) is not None:
             return  # nothing the peer sends after its marker belongs here
         payload = frame.payload
-        try:
-            value = decode(payload)
-        except RemoteProtocolError as exc:
-            raise RemoteProtocolError(f"{self.prefix}: player {src} sent an invalid value ({exc})",
-                                      rank=src) from None
         nbytes = len(payload)
+        if nbytes <= EAGER_DECODE or is_bulk(payload):
+            try:
+                value, items = decode_counted(payload)
+            except RemoteProtocolError as exc:
+                raise RemoteProtocolError(f"{self.prefix}: player {src} sent an invalid value ({exc})",
+                                          rank=src) from None
+            cost = nbytes + items * ITEM_COST
+        else:
+            value, cost = Deferred(payload, src), nbytes
         tag = frame.tag
         self._count(self.received, src, tag, nbytes)
-        self.deliver((src, frame.ident, frame.round), tag, value, nbytes)
+        self.deliver((src, frame.ident, frame.round), tag, value, cost)
 
     def on_batch(self, src: int, frame: Frame) -> None:
         """A BATCH frame from member ``src``: one message per operation it names."""
         if self.mailbox.ended(src) is not None:
             return
         try:
-            idents, offsets, data = decode_batch(decode(frame.payload))
+            idents, offsets, data = decode_batch(decode(frame.payload, max_items=_BATCH_ITEMS))
         except RemoteProtocolError as exc:
             raise RemoteProtocolError(f"{self.prefix}: player {src} sent an invalid batch ({exc})",
                                       rank=src) from None
@@ -421,7 +480,7 @@ class Messages:
     def control_value(self, src: int, frame: Frame) -> Any:
         """Decode a CONTROL frame's payload."""
         try:
-            return decode(frame.payload)
+            return decode(frame.payload, max_items=_CONTROL_ITEMS)
         except RemoteProtocolError as exc:
             raise RemoteProtocolError(f"{self.prefix}: player {src} sent an invalid control message ({exc})",
                                       rank=src) from None
