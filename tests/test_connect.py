@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import pathlib
 import socket
@@ -13,7 +14,7 @@ import pytest
 
 from cicada_async import AsyncSocketCommunicator, CommunicatorError, Timeout, TokenMismatch
 from cicada_async._core.framing import Kind, encode_header
-from cicada_async.communicator.connect import Timer, direct, listen, parse_address, rendezvous
+from cicada_async.communicator.connect import Limits, Timer, direct, listen, parse_address, rendezvous
 
 
 async def start_listeners(n, family="tcp", directory=None):
@@ -183,6 +184,24 @@ async def test_stale_unix_socket_file_is_replaced():
         assert listener.address == f"file://{path}"
         listener.close()
         assert not pathlib.Path(path).exists()  # noqa: ASYNC240 - a test, nothing else runs
+
+
+async def test_a_live_unix_socket_is_not_taken_over():
+    """A second listener on the path of a live one fails with EADDRINUSE; the first keeps
+    its socket file and still accepts connections (it used to be unlinked silently)."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "p.sock")
+        first = await listen(address=f"file://{path}", limits=Limits(hello_timeout=0.2))
+        try:
+            with pytest.raises(OSError, match="another process is listening") as caught:
+                await listen(address=f"file://{path}")
+            assert caught.value.errno == errno.EADDRINUSE
+            reader, writer = await asyncio.open_unix_connection(path)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # accepted, then dropped unheard
+            writer.close()
+            assert first.dropped == 1  # this one (the probe closed its own connection)
+        finally:
+            await first.aclose()
 
 
 async def test_connect_reads_the_environment(monkeypatch):

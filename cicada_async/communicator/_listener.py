@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import socket
 import stat
 from dataclasses import dataclass
 from typing import Any
@@ -204,6 +206,29 @@ def _peer_address(link: Link) -> str:
     return str(peername or "a local socket")
 
 
+def _remove_stale_socket(path: str) -> None:
+    """Unlink a socket file at ``path`` that nobody listens on any more; raise if someone does."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return  # not a socket: binding fails with the OS's own error
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a live listener answers at once (or its backlog is full)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # stale: left by a process that died
+        return
+    except BlockingIOError:
+        pass  # a live listener with a full backlog
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"another process is listening on {path}; "
+                  "choose another address or stop it first")
+
+
 async def listen(*, address: str, rank: int | None = None, name: str = "world",
                  timer: Timer | None = None, tls: TLSConfig | None = None,
                  limits: Limits | None = None) -> Listener:
@@ -223,9 +248,7 @@ async def listen(*, address: str, rank: int | None = None, name: str = "world",
         listener.address = format_address("tcp", (host, sockname[1]))
     else:
         path = where
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)
+        _remove_stale_socket(path)
         server = await loop.create_unix_server(listener.make_link, path, backlog=128)
         listener._path = path
         listener.address = format_address("file", path)
