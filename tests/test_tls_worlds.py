@@ -24,6 +24,7 @@ from cicada_async import (
     PeerFailed,
     Revoked,
     Terminated,
+    Timeout,
 )
 from cicada_async import tls as tls_module
 from cicada_async.shamir import ShamirBasicProtocolSuite
@@ -191,3 +192,23 @@ async def test_connect_over_tls_in_one_loop(creds):
     finally:
         for comm in comms:
             await comm.endpoint.aclose(1)
+
+
+async def test_a_missing_player_over_tls_is_reported_as_missing_not_as_a_refused_certificate(creds):
+    """Rank 2 never starts.  Rank 0 gives up at its deadline and tells rank 1 why (a REJECT
+    over the TLS link), so rank 1 does not blame its certificate for a silent close."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def player(rank):
+        return await AsyncSocketCommunicator.connect(
+            world_size=3, rank=rank, root_address=f"tcp://127.0.0.1:{port}",
+            address="tcp://127.0.0.1" if rank else None, startup_timeout=1.5,
+            identity=str(creds / f"player-{rank}.pem"), trusted=trusted(creds, 3), token="t")
+
+    root, other = await asyncio.gather(player(0), player(1), return_exceptions=True)
+    assert isinstance(root, Timeout) and "player(s) [2]" in str(root), root
+    assert isinstance(other, Timeout), repr(other)
+    assert "certificate" not in str(other) and "gave up" in str(other), other
+    assert "player(s) [2]" in str(other), other
