@@ -274,3 +274,29 @@ async def test_a_silent_connection_is_dropped_after_the_hello_timeout():
     finally:
         writer.close()
         listener.close()
+
+
+async def test_a_flood_of_oversized_joins_is_recorded_but_logged_sparingly(caplog):
+    """100 strangers each announce a 1 MiB JOIN: each is refused at its header and counted
+    among the listener's refusals, but only the first ten are logged (a stranger cannot flood
+    the log either), and the world forms."""
+    listeners = await listeners_for(WORLD)
+    root = listeners[0].address
+    big = encode_header(Kind.HELLO, HelloType.JOIN, 0, 1 << 20)
+    with caplog.at_level("DEBUG", logger="cicada_async"):
+        strangers = [await stranger(root, big) for _ in range(100)]
+        for reader, _ in strangers:
+            assert await answer_of(reader) is None  # dropped
+        endpoints = await asyncio.gather(*(
+            rendezvous(listener=listeners[rank], root_address=root, world_size=WORLD, rank=rank, timer=Timer(5))
+            for rank in range(WORLD)))
+    try:
+        await check_world(endpoints)
+        oversized = [r for r in listeners[0].refusals if "exceeds the limit" in r.text]
+        assert len(oversized) == 100 and "127.0.0.1" in oversized[0].text
+        warnings = [r for r in caplog.records if r.levelname == "WARNING" and "exceeds the limit" in r.getMessage()]
+        assert len(warnings) == 10, [r.getMessage() for r in warnings]
+    finally:
+        for _, writer in strangers:
+            writer.close()
+        close_all(listeners, endpoints)

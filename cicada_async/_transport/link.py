@@ -323,7 +323,10 @@ class Link(asyncio.BufferedProtocol):
         """The peer broke the protocol: drop the link (its frames are ignored from now on)."""
         if self.error is None:
             self.error = exc
-        log.warning("Link %s to player %s: %s; dropping the link", self.label, self.peer, exc)
+        if self.peer is None or self.peer < 0:  # not accepted yet: the listener reports it, sparingly
+            log.debug("Link %s from an unaccepted peer: %s; dropping the link", self.label, exc)
+        else:
+            log.warning("Link %s to player %s: %s; dropping the link", self.label, self.peer, exc)
         self.ignoring = True
         if self.transport is not None:
             self.transport.abort()

@@ -72,7 +72,7 @@ class Listener:
         link.on_hello = self._on_hello
         loop = asyncio.get_running_loop()
         self._unclaimed[link] = loop.call_later(self.limits.hello_timeout, self._silent_too_long, link)
-        link.lost.add_done_callback(lambda _future: self._forget(link))
+        link.lost.add_done_callback(lambda _future: self._lost(link))
         if self.tls is not None:
             link.handshake.add_done_callback(lambda future: self._handshake_done(link, future))
         return link
@@ -98,6 +98,22 @@ class Listener:
             log.warning("Comm %s player %s: dropped a connection from %s: %s (%d dropped so far)",
                         self.name, self.rank, _peer_address(link), why, self.dropped)
         link.abort()
+
+    def _lost(self, link: Link) -> None:
+        """An unclaimed link ended: if it broke the protocol (an oversized or invalid frame
+        before its JOIN was accepted), record it as a refusal, logged sparingly (a stranger
+        must not flood the log either)."""
+        if link in self._unclaimed and isinstance(link.error, RemoteProtocolError):
+            self._record(Refusal("protocol", None, f"{link.error} (from {_peer_address(link)})"),
+                         f"Comm {self.name} player {self.rank}")
+        self._forget(link)
+
+    def _record(self, refusal: Refusal, prefix: str) -> None:
+        self.refusals.append(refusal)
+        if len(self.refusals) <= 10 or len(self.refusals) % 1000 == 0:
+            more = f" ({len(self.refusals)} so far; logging only every 1000th from now on)" \
+                if len(self.refusals) == 10 else ""
+            log.warning("%s: refused a connection: %s%s", prefix, refusal.text, more)
 
     def _forget(self, link: Link) -> None:
         timer = self._unclaimed.pop(link, None)
@@ -147,9 +163,7 @@ class Listener:
         what = text if text is not None else verdict.message if verdict is not None else "refused"
         refusal = Refusal(verdict.reason if verdict is not None else "protocol", claimed,
                           f"{what} (from {_peer_address(link)})")
-        self.refusals.append(refusal)
-        if len(self.refusals) <= 10 or len(self.refusals) % 1000 == 0:
-            log.warning("%s: refused a connection: %s", prefix, refusal.text)
+        self._record(refusal, prefix)
         self._forget(link)
         if verdict is None:
             link.abort()
