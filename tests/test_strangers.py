@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 import tracemalloc
 
@@ -300,3 +301,28 @@ async def test_a_flood_of_oversized_joins_is_recorded_but_logged_sparingly(caplo
         for _, writer in strangers:
             writer.close()
         close_all(listeners, endpoints)
+
+
+async def test_a_burst_of_connections_over_the_cap_is_closed_not_leaked():
+    """120 connections land in one burst (opened while the loop is busy), so the loop accepts
+    them all before any is connected: those dropped to make room were aborted before their
+    transport existed, and used to stay open for good (no timer, no owner)."""
+    listener = await listen(address="tcp://127.0.0.1", rank=0, limits=Limits(max_pending_connections=16))
+    host, port = parse_address(listener.address)[1]
+    fds_before = open_descriptors()
+    burst = [socket.create_connection((host, port), timeout=5) for _ in range(120)]  # blocking: one burst
+    try:
+        for _ in range(50):  # the loop accepts in batches; wait (bounded) until all are handled
+            await asyncio.sleep(0.02)
+            if listener.dropped >= 120 - 16:
+                break
+        await asyncio.sleep(0.1)  # the aborted transports close on the loop's next turns
+        assert listener.dropped == 120 - 16
+        if fds_before is not None:
+            # Our 120 client ends, and at most two descriptors for each pending connection.
+            held = open_descriptors() - fds_before - 120
+            assert held <= 2 * 16 + 4, f"the listener holds {held} descriptors for 16 pending connections"
+    finally:
+        for sock in burst:
+            sock.close()
+        await listener.aclose()

@@ -555,3 +555,26 @@ def test_check_rank_without_tls():
     link.label = "world:0<-?"
     with pytest.raises(AuthenticationError, match=r"10\.0\.0\.1:4242 claims rank 1 .*not a TLS link"):
         tls.check_rank(link, 1)
+
+
+async def test_strangers_dropped_over_the_cap_of_a_tls_listener_are_not_authentication_failures(creds):
+    """Idle connections to a TLS listener beyond its cap are dropped by us mid-handshake; that
+    is not their certificate failing, so nothing is recorded as an authentication failure (which
+    would turn a start-up timeout into an AuthenticationError and log a warning each)."""
+    from cicada_async.communicator.connect import Limits, listen, parse_address
+
+    config = tls.tls_config(identity=pem(creds, 0), trusted=everyone(creds))
+    listener = await listen(address="tcp://127.0.0.1", rank=0, tls=config, limits=Limits(max_pending_connections=4))
+    host, port = parse_address(listener.address)[1]
+    writers = []
+    try:
+        for _ in range(20):
+            _, writer = await asyncio.open_connection(host, port)
+            writers.append(writer)
+        await asyncio.sleep(0.3)  # the 16 dropped links' handshakes end on the next turns
+        assert listener.dropped == 16
+        assert listener.failures == []
+    finally:
+        for writer in writers:
+            writer.close()
+        await listener.aclose()

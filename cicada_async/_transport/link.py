@@ -54,6 +54,7 @@ class Link(asyncio.BufferedProtocol):
         self._session: TLSSession | None = None
         self.transport: asyncio.Transport | None = None
         self.peer: int | None = None
+        self._abort_on_connect = False
         self.label = label
         self.error: BaseException | None = None
         loop = asyncio.get_running_loop()
@@ -110,6 +111,13 @@ class Link(asyncio.BufferedProtocol):
     # -- asyncio protocol callbacks --------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        if self._abort_on_connect:  # aborted before the loop connected it (a burst of accepts)
+            self.connected.set_result(None)
+            if not self.handshake.done():
+                self.handshake.set_exception(ConnectionAbortedError("the link was aborted before it connected"))
+                self.handshake.exception()  # retrieved: nobody waits for a link we dropped ourselves
+            transport.abort()  # type: ignore[attr-defined]
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -446,6 +454,8 @@ class Link(asyncio.BufferedProtocol):
             return -1
 
     def abort(self) -> None:
-        """Close at once, discarding anything unsent."""
-        if self.transport is not None and not self.closed:
+        """Close at once, discarding anything unsent (at once when connected, if not yet)."""
+        if self.transport is None:
+            self._abort_on_connect = True
+        elif not self.closed:
             self.transport.abort()

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import stat
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ class Listener:
         # Unclaimed links, oldest first, each with its hello deadline (cancelled once claimed).
         self._unclaimed: dict[Link, asyncio.TimerHandle | None] = {}
         self._closing: list[Link] = []
+        self._dropped: weakref.WeakSet[Link] = weakref.WeakSet()  # dropped by us: not their failure
 
     def __repr__(self) -> str:
         return f"<Listener {self.address}>"
@@ -93,6 +95,7 @@ class Listener:
 
     def _drop(self, link: Link, why: str) -> None:
         self._forget(link)
+        self._dropped.add(link)
         self.dropped += 1
         if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
             log.warning("Comm %s player %s: dropped a connection from %s: %s (%d dropped so far)",
@@ -124,7 +127,7 @@ class Listener:
         if future.cancelled():
             return
         error = future.exception()
-        if error is None:
+        if error is None or link in self._dropped:
             return
         self.record_auth_failure(describe_ssl_error(error, _peer_address(link), None))
         self._forget(link)
