@@ -27,7 +27,9 @@ For a communicator C, each scope S has a 64-bit *path* ``path(S, C)``, a blake2b
 
 * root: ``H("root", salt_C, label)``, where the salt is C's communicator id and the label
   tells apart roots of several players sharing one process (``cicada_async.testing``);
-* operation scope of the k-th operation of communicator D in P: ``H("op", path(P, C), salt_D, k)``;
+* operation scope of the k-th operation of communicator D in P, of kind K:
+  ``H("op", path(P, C), salt_D, k, K)`` (so two players that called different composite
+  operations at the same point number what runs inside them apart);
 * keyed scope: ``H("key", path(P, C), key)``;
 * user scope number u in P: ``H("user", path(P, C), u - base)`` if it was created after C
   was, else ``H("user-before", path(P, C), u)``.  ``base`` is the number of user operations
@@ -295,8 +297,8 @@ class Scope:
             return _digest(b"root", _Q.pack(numbering.salt) + (self.label or b""))
         above = parent.path(numbering)
         if self.kind == _OPERATION:
-            salt, number = self.label
-            return _digest(b"op", _QQQ.pack(above, salt, number))
+            salt, number, kind = self.label
+            return _digest(b"op", _QQQ.pack(above, salt, number) + _Q.pack(kind & _MASK))
         if self.kind == _KEYED:
             return _digest(b"key", _Q.pack(above) + self.label[0])
         number = self.label
@@ -305,9 +307,10 @@ class Scope:
         return _digest(b"user-before", _QQ.pack(above, number))
 
     # -- children ----------------------------------------------------------------------
-    def operation_child(self, numbering: Numbering, number: int) -> Scope:
-        """The scope of what the ``number``-th operation of a communicator runs inside itself."""
-        return Scope(self, _OPERATION, (numbering.salt, number))
+    def operation_child(self, numbering: Numbering, number: int, kind: int = 0) -> Scope:
+        """The scope of what the ``number``-th operation of a communicator, of ``kind``, runs
+        inside itself."""
+        return Scope(self, _OPERATION, (numbering.salt, number, kind))
 
     def user_child(self, task: Any) -> Scope:
         """Take the next user-operation number (``task`` must own the counter); return its scope."""

@@ -45,6 +45,26 @@ class Tag(enum.IntEnum):
     TRUNCATE = -36
     DOT = -37
     DOT_TRUNCATE = -38
+    # Operations of ShamirProtocolSuite made of other operations (their rounds run in their own scope).
+    LESS = -40
+    LESS_ZERO = -41
+    EQUAL = -42
+    RELU = -43
+    ABSOLUTE = -44
+    MAXIMUM = -45
+    MINIMUM = -46
+    FLOOR = -47
+    RIGHT_SHIFT = -48
+    ZIGMOID = -49
+    LOGICAL_AND = -50
+    LOGICAL_OR = -51
+    LOGICAL_XOR = -52
+    FIELD_POWER = -53
+    POWER = -54
+    INVERSE = -55
+    RANDOM_BITWISE = -56
+    BIT_DECOMPOSE = -57
+    DIVIDE = -58
 
 
 USER_TAG_MAX = (1 << 31) - 1
@@ -103,7 +123,7 @@ class Operation:
     def scope(self) -> contextlib.AbstractContextManager[None]:
         """A context manager: sub-operations called inside are numbered in this operation's scope."""
         if self._child is None:
-            self._child = self._parent.operation_child(self._numbering, self.number)
+            self._child = self._parent.operation_child(self._numbering, self.number, self.kind)
         return inside(self._child)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import numpy
@@ -14,14 +14,18 @@ from ..arithmetic import MersenneField
 from ..communicator.interface import Communicator, Tag
 from ._basic import ShamirBasicProtocolSuite
 from ._batch import Layout, Request
+from ._nonlinear import Nonlinear
 from ._share import ShamirArrayShare
 from ._vectors import ArrayVectors, IntVectors
 
-__all__ = ["STATISTICAL_SECURITY", "ShamirProtocolSuite"]
+__all__ = ["COMPARISON_BOUND", "STATISTICAL_SECURITY", "ShamirProtocolSuite"]
 
 STATISTICAL_SECURITY = 40
 """Bits of statistical security of the truncation masks."""
 _HEADROOM = STATISTICAL_SECURITY + 8  # room for the masks of up to 128 contributors, and sign
+COMPARISON_BOUND = 2**63
+"""Comparison operands (their difference, for two operands) must lie in [-2**63, 2**63) as
+signed field integers: |x| < 2**47 in FixedPoint(16)."""
 
 
 class ShamirProtocolSuite(ShamirBasicProtocolSuite):
@@ -45,6 +49,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
                 f"ShamirProtocolSuite needs world_size >= 2*threshold - 1 to multiply "
                 f"(degree reduction): threshold {threshold} needs {2 * threshold - 1} players, "
                 f"got {communicator.world_size}")
+        self._nonlinear = Nonlinear(self, security=STATISTICAL_SECURITY, generator=self._generator)
 
     # -- operands ----------------------------------------------------------------------
     def _operands(self, lhs: Any, rhs: Any, encoding: Any) -> tuple[numpy.ndarray, numpy.ndarray, bool]:
@@ -222,3 +227,127 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         shapes = [request.payload[2] for request in requests]
         for request, storage in zip(requests, vec.outputs(result, layout.offsets, shapes), strict=True):
             request.resolve(ShamirArrayShare(storage))
+
+    # -- comparisons, bits and functions built on them (see cicada_async.shamir._nonlinear) ----
+    def less_zero(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: shares of ``operand < 0``, elementwise (field values 0 or 1).
+
+        An operation of 1 + r + 1 + 6 rounds (r: the random bits, 2 for threshold 2), whatever
+        the array's size.  ``operand`` must lie in ``[-2**63, 2**63)`` as a signed field
+        integer (``|x| < 2**47`` in FixedPoint(16)); outside, the result is unspecified.
+        Reveal the result with ``Boolean()`` or ``Identity()``.
+
+        Raises
+        ------
+        ValueError
+            If ``operand`` is not a share of this suite's field, or the field is too small for
+            40-bit statistical masking of 64-bit values (it needs at least 114 bits).
+        """
+        return self._nonlinear.less_zero(operand)
+
+    def less(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: shares of ``lhs < rhs``, elementwise (0 or 1); as :meth:`less_zero` of
+        ``lhs - rhs``, whose bound applies to the difference.  Shapes broadcast."""
+        return self._nonlinear.less(lhs, rhs)
+
+    def equal(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: shares of ``lhs == rhs``, elementwise (0 or 1), exact within the bound of
+        :meth:`less_zero` on ``lhs - rhs``: 1 + r + 1 + 6 rounds (a bitwise test)."""
+        return self._nonlinear.equal(lhs, rhs)
+
+    def logical_and(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``lhs AND rhs`` of shares of 0/1 field values: one round."""
+        return self._nonlinear.logical_and(lhs, rhs)
+
+    def logical_or(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``lhs OR rhs`` of shares of 0/1 field values: one round."""
+        return self._nonlinear.logical_or(lhs, rhs)
+
+    def logical_xor(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``lhs XOR rhs`` of shares of 0/1 field values: one round."""
+        return self._nonlinear.logical_xor(lhs, rhs)
+
+    def logical_not(self, operand: ShamirArrayShare) -> ShamirArrayShare:
+        """``NOT operand`` of shares of 0/1 field values: local (``1 - operand``)."""
+        return self._nonlinear.logical_not(operand)
+
+    def relu(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``max(operand, 0)`` elementwise, in the operand's encoding: the rounds of
+        :meth:`less_zero` and one more, with its bound."""
+        return self._nonlinear.relu(operand)
+
+    def absolute(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``|operand|`` elementwise: the rounds of :meth:`less_zero` and one more."""
+        return self._nonlinear.absolute(operand)
+
+    def maximum(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: the elementwise maximum, exact: :meth:`less` and one more round, with the
+        bound of :meth:`less` on ``lhs - rhs``."""
+        return self._nonlinear.maximum(lhs, rhs)
+
+    def minimum(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: the elementwise minimum, exact: :meth:`less` and one more round."""
+        return self._nonlinear.minimum(lhs, rhs)
+
+    def floor(self, operand: ShamirArrayShare, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: the floor of fixed-point values, exactly (``floor(-2.1) == -3``): one
+        masked opening and a comparison of ``precision`` bits (1 + r + 1 + 4 rounds at
+        precision 16), with the bound of :meth:`less_zero`.
+
+        Raises
+        ------
+        ValueError
+            If the encoding is not :class:`~cicada_async.encoding.FixedPoint`.
+        """
+        return self._nonlinear.floor(operand, encoding=encoding)
+
+    def right_shift(self, operand: ShamirArrayShare, *, bits: int) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``floor(operand / 2**bits)`` of signed field integers, exactly (Cicada's
+        may be off by one in the last bit), ``0 <= bits < 64``, with the bound of
+        :meth:`less_zero`."""
+        return self._nonlinear.right_shift(operand, bits=bits)
+
+    def zigmoid(self, operand: ShamirArrayShare, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: 0 below -1/2, ``x + 1/2`` on [-1/2, 1/2], 1 above (fixed point): two
+        comparisons at once and one more round."""
+        return self._nonlinear.zigmoid(operand, encoding=encoding)
+
+    def field_power(self, lhs: ShamirArrayShare, rhs: Any) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``lhs ** rhs`` in the field, for public non-negative integer exponents
+        (an int or an integer array broadcast to ``lhs``): one round per bit of the largest
+        exponent (square and multiply run together)."""
+        return self._nonlinear.field_power(lhs, rhs)
+
+    def power(self, lhs: ShamirArrayShare, rhs: Any, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``lhs ** rhs`` of encoded values for public non-negative integer
+        exponents: two rounds (a truncated product) per bit of the largest exponent."""
+        return self._nonlinear.power(lhs, rhs, encoding=encoding)
+
+    def multiplicative_inverse(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: the field inverse of every element (Bar-Ilan and Beaver): three rounds;
+        the opened ``x * r`` is a fresh sharing, so it reveals nothing but itself.
+
+        Raises
+        ------
+        ZeroDivisionError
+            If an element is zero (which the opening then shows: ``x * r == 0``).
+        """
+        return self._nonlinear.multiplicative_inverse(operand)
+
+    def random_bitwise_secret(self, *, bits: int, shape: Any = None,
+                              src: Sequence[int] | None = None) -> Coroutine[Any, Any, tuple[ShamirArrayShare,
+                                                                                              ShamirArrayShare]]:
+        """Collective: shares of random bits (shape ``shape + (bits,)``, most significant first)
+        and of the value they compose.  The players in ``src`` (default: all) each share random
+        bits, which are XOR-ed together: 1 + ceil(log2(len(src))) rounds.
+
+        Raises
+        ------
+        ValueError
+            If ``bits`` is not in ``[1, field.bits)`` or ``src`` repeats or is out of range.
+        """
+        return self._nonlinear.random_bitwise_secret(bits=bits, shape=shape, src=src)
+
+    def bit_compose(self, operand: ShamirArrayShare) -> ShamirArrayShare:
+        """Local: the field values of shared bits along the last axis, most significant first."""
+        return self._nonlinear.bit_compose(operand)
