@@ -30,7 +30,8 @@ rounded to ``precision`` bits, off by at most ``threshold // 2 + 1`` units in th
 """
 
 from ._basic import ShamirBasicProtocolSuite
-from ._protocol import STATISTICAL_SECURITY, ShamirProtocolSuite
+from ._protocol import COMPARISON_BOUND, STATISTICAL_SECURITY, ShamirProtocolSuite
 from ._share import ShamirArrayShare
 
-__all__ = ["STATISTICAL_SECURITY", "ShamirArrayShare", "ShamirBasicProtocolSuite", "ShamirProtocolSuite"]
+__all__ = ["COMPARISON_BOUND", "STATISTICAL_SECURITY", "ShamirArrayShare", "ShamirBasicProtocolSuite",
+           "ShamirProtocolSuite"]

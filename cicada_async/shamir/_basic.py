@@ -196,7 +196,7 @@ class ShamirBasicProtocolSuite:
         received, failed = await self._communicator.exchange_batch(
             [request.operation for request in requests], round=round_, send=send, offsets=layout.words(send_words),
             recv=layouts)
-        shaped = {src: data.reshape(layout.total, -1) for src, data in received.items()}
+        shaped = {src: data.reshape(layout.total, recv[src]) for src, data in received.items()}
         if not failed:
             return requests, layout, None, shaped
         for index, error in failed.items():

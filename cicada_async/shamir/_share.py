@@ -28,7 +28,9 @@ class ShamirArrayShare:
         return f"ShamirArrayShare(shape={self._storage.shape})"
 
     def __getitem__(self, index: Any) -> ShamirArrayShare:
-        return ShamirArrayShare(self._storage[index])
+        # A trailing Ellipsis keeps a single element a 0-d array (not a numpy scalar).
+        where = (*index, Ellipsis) if isinstance(index, tuple) else (index, Ellipsis)
+        return ShamirArrayShare(self._storage[where])
 
     def __len__(self) -> int:
         return len(self._storage)
