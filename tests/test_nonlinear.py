@@ -291,3 +291,42 @@ async def test_openings_are_masked_and_fresh():
         frequencies = low.mean(axis=0)
         assert numpy.all(numpy.abs(frequencies - 0.5) < 0.06), (index, frequencies)  # ~5 sigma at 2,000
     assert len(opened[0]) == 3
+
+
+@pytest.mark.parametrize(("players", "threshold"), configurations())
+async def test_bit_decompose_gives_the_field_elements_bits_big_endian(players, threshold):
+    order = 2**127 - 1
+    ints = numpy.array([0, 1, 2, 5, 2**64 + 3, order - 1, order - 5, -1, -(2**70), 2**126 + 12345], dtype=object)
+
+    async def player(comm):
+        suite = ShamirProtocolSuite(comm, threshold=threshold)
+        a = await suite.share(src=0, secret=ints.reshape(2, 5) if comm.rank == 0 else None, shape=(2, 5),
+                              encoding=Identity())
+        every, low = await asyncio.gather(suite.bit_decompose(a), suite.bit_decompose(a, bits=8))
+        composed = await suite.reveal(suite.bit_compose(every), encoding=Identity())
+        return every.shape, await suite.reveal(every, encoding=Bits()), await suite.reveal(low, encoding=Bits()), \
+            composed
+
+    async with World(players) as world:
+        shape, every, low, composed = (await world.run(player))[0]
+    assert shape == (2, 5, 127)
+    for element, bits, eight in zip(ints, every.reshape(10, 127), low.reshape(10, 8), strict=True):
+        value = int(element) % order
+        assert [int(b) for b in bits] == [(value >> (126 - i)) & 1 for i in range(127)], element
+        assert [int(b) for b in eight] == [(value >> (7 - i)) & 1 for i in range(8)], element
+    assert [int(v) for v in composed.reshape(-1)] == [int(v) % order for v in ints]
+
+
+async def test_cicadas_bit_decompose_layout():
+    async def fn(suite, a):
+        return await suite.reveal(await suite.bit_decompose(a, bits=4), encoding=Bits())
+
+    async def player(comm):
+        suite = ShamirProtocolSuite(comm, threshold=2)
+        a = await suite.share(src=0, secret=numpy.array([5, 6]) if comm.rank == 0 else None, shape=(2,),
+                              encoding=Identity())
+        return await fn(suite, a)
+
+    async with World(3) as world:
+        bits = (await world.run(player))[0]
+    assert bits.tolist() == [[0, 1, 0, 1], [0, 1, 1, 0]]  # big-endian, on a new last axis

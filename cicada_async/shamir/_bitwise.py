@@ -18,8 +18,8 @@ import numpy
 from ..arithmetic import Field, secure_words
 from ..encoding import Encoding
 
-__all__ = ["COMPARISON_BITS", "Raw", "Schedule", "compose", "low_words", "prefix_or_schedule", "public_bits",
-           "random_below", "random_bits", "required_field_bits"]
+__all__ = ["COMPARISON_BITS", "Raw", "Schedule", "compose", "field_bits", "low_words", "prefix_or_schedule",
+           "public_bits", "random_below", "random_bits", "required_field_bits"]
 
 COMPARISON_BITS = 64
 """k: comparison operands must lie in ``[-2**(k-1), 2**(k-1))`` as signed field integers."""
@@ -62,6 +62,15 @@ def public_bits(values: numpy.ndarray, bits: int) -> numpy.ndarray:
         raise ValueError(f"bits must be in 1..64, got {bits}")
     shifts = numpy.arange(bits - 1, -1, -1, dtype=numpy.uint64)
     return ((values.reshape(-1, 1) >> shifts) & numpy.uint64(1)).astype(numpy.uint8)
+
+
+def field_bits(field: Field, storage: numpy.ndarray) -> numpy.ndarray:
+    """Every bit of each element of ``storage`` (flat), most significant first: a
+    ``(size, field.bits)`` array of 0s and 1s (``uint8``)."""
+    words = field.element_bytes // 8
+    wire = field.to_wire(storage).reshape(-1, words)
+    parts = [public_bits(wire[:, word], 64) for word in range(words - 1, -1, -1)]  # most significant word first
+    return numpy.concatenate(parts, axis=1)[:, words * 64 - field.bits:]
 
 
 def compose(field: Field, bits: numpy.ndarray) -> numpy.ndarray:

@@ -52,10 +52,12 @@ import numpy
 
 from ..communicator.interface import Operation, Tag
 from ..encoding import FixedPoint
+from ..operations import operation
 from ._bitwise import (
     COMPARISON_BITS,
     Raw,
     compose,
+    field_bits,
     low_words,
     prefix_or_schedule,
     public_bits,
@@ -163,9 +165,12 @@ class Nonlinear:
     async def _bit_less_than(self, public: numpy.ndarray, bits: numpy.ndarray) -> numpy.ndarray:
         """``[public < r]`` for public ``uint64`` values and shared bits of ``r`` (most
         significant first): ceil(log2(bits)) rounds."""
+        return await self._bits_less_than(public_bits(public, bits.shape[1]), bits)
+
+    async def _bits_less_than(self, known: numpy.ndarray, bits: numpy.ndarray) -> numpy.ndarray:
+        """``[c < r]`` for the public bits of ``c`` and shared bits of ``r`` (both most
+        significant first, the same length): ceil(log2(length)) rounds."""
         field = self._field
-        length = bits.shape[1]
-        known = public_bits(public, length)
         # e = c XOR r = r * (1 - 2c) + c: local, since c is public.
         differ = field.add(field.multiply(bits, field(1 - 2 * known.astype(numpy.int64))), field(known))
         seen = await self._prefix_or(differ)
@@ -238,6 +243,70 @@ class Nonlinear:
         # NOT(c XOR r) = c + r - 1 - 2cr + 2c... computed as 1 - e with e = r (1 - 2c) + c.
         differ = field.add(field.multiply(masks, field(1 - 2 * known.astype(numpy.int64))), field(known))
         return await self._all_ones(field.subtract(field.ones(()), differ))
+
+    async def _carries(self, generate: numpy.ndarray, propagate: numpy.ndarray) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """Prefix (generate, propagate) of a binary adder, least significant first: position i
+        gets the carry out of bits 0..i without a carry-in, and whether they propagate one.
+        Sklansky's schedule, two products per combination, ceil(log2(length)) rounds."""
+        field = self._field
+        generate, propagate = generate.copy(), propagate.copy()
+        for level in prefix_or_schedule(generate.shape[1]):
+            high_g = numpy.ascontiguousarray(generate[:, level.targets])
+            high_p = numpy.ascontiguousarray(propagate[:, level.targets])
+            low_g = numpy.ascontiguousarray(generate[:, level.sources])
+            low_p = numpy.ascontiguousarray(propagate[:, level.sources])
+            through, both = await asyncio.gather(self._suite.field_multiply(ShamirArrayShare(high_p),
+                                                                            ShamirArrayShare(low_g)),
+                                                 self._suite.field_multiply(ShamirArrayShare(high_p),
+                                                                            ShamirArrayShare(low_p)))
+            # g and p exclude each other, so the OR of g and (p AND g') is their sum.
+            generate[:, level.targets] = field.add(high_g, through.storage)
+            propagate[:, level.targets] = both.storage
+        return generate, propagate
+
+    async def _decompose(self, value: numpy.ndarray) -> numpy.ndarray:
+        """Every bit of each field element (flat), most significant first, exactly.
+
+        Open ``c = a + r`` for ``r`` of ``field.bits`` shared random bits (uniform below the
+        order but for a probability of about 2**-127 for the Mersenne prime); then
+        ``a = c - r + p * [c < r]``, which modulo ``2**L`` (``p = 2**L - 1``) is
+        ``c + NOT(r) + 1 - [c < r]``: a binary adder of public and shared bits whose carry-in
+        is shared.  BitLT and the adder's carries run at the same time: 2 + 1 +
+        ceil(log2 L) + 2 rounds in all.
+        """
+        field = self._field
+        length = field.bits
+        count = value.shape[0]
+        masks, _ = await self._masks(count, length, 0)
+        opened = await self._open(field.add(value, compose(field, masks)))
+        known = field_bits(field, opened)  # most significant first
+        inverse = field.subtract(field.ones(()), masks)  # NOT r
+        public = field(known)
+        # Least significant first for the adder.
+        inverse_low, public_low, known_low = inverse[:, ::-1], public[:, ::-1], known[:, ::-1]
+        generate = field.multiply(inverse_low, public_low)  # c AND NOT r (c is public)
+        propagate = field.add(field.multiply(inverse_low, field(1 - 2 * known_low.astype(numpy.int64))), public_low)
+        # Two sub-operations at once, each numbered in a scope of its own.
+        borrow, (carry, through) = await asyncio.gather(
+            operation(self._bits_less_than)(known, masks),
+            operation(self._carries)(numpy.ascontiguousarray(generate), numpy.ascontiguousarray(propagate)))
+        carry_in = field.subtract(field.ones(()), borrow).reshape(count, 1)
+        # The carry into bit j comes out of bits 0..j-1 (or is the carry-in, for j = 0).
+        zeros = field.zeros((count, 1))
+        ones = field.ones((count, 1))
+        carry = numpy.concatenate([zeros, carry[:, :-1]], axis=1)
+        through = numpy.concatenate([ones, through[:, :-1]], axis=1)
+        gated, mixed = await asyncio.gather(
+            self._suite.field_multiply(ShamirArrayShare(numpy.ascontiguousarray(through)),
+                                       ShamirArrayShare(numpy.ascontiguousarray(numpy.broadcast_to(carry_in,
+                                                                                                   through.shape)))),
+            self._suite.field_multiply(ShamirArrayShare(numpy.ascontiguousarray(propagate)),
+                                       ShamirArrayShare(numpy.ascontiguousarray(carry))))
+        # sum bit = p XOR g_prefix XOR (P_prefix AND carry-in), the last two exclusive.
+        partial = field.subtract(field.add(propagate, carry), field.add(mixed.storage, mixed.storage))
+        both = await self._multiply(partial, gated.storage)
+        bits = field.subtract(field.add(partial, gated.storage), field.add(both, both))
+        return numpy.ascontiguousarray(bits[:, ::-1])
 
     # -- the operations ---------------------------------------------------------------------
     def _elementwise(self, kind: Tag, name: str, value: numpy.ndarray,
@@ -489,6 +558,30 @@ class Nonlinear:
             masks, _ = await self._masks(count, length, 0, contributors)
             return (ShamirArrayShare(masks.reshape(*shape, length)),
                     ShamirArrayShare(compose(self._field, masks).reshape(shape)))
+
+        return self._run(operation, body, ())
+
+    def bit_decompose(self, operand: Any, bits: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
+        field = self._field
+        value = self._check(operand, "operand")
+        if field.order != (1 << field.bits) - 1:
+            raise ValueError(f"bit_decompose() needs a Mersenne prime field (the default), got {field!r}")
+        if bits is None:
+            length = field.bits
+        elif isinstance(bits, numbers.Integral) and not isinstance(bits, bool) and 0 < int(bits) <= field.bits:
+            length = int(bits)
+        else:
+            raise ValueError(f"bits must be an integer in [1, {field.bits}], got {bits!r}")
+        shape = value.shape
+        operation = self._suite.communicator.begin(Tag.BIT_DECOMPOSE, "bit_decompose")
+
+        async def body() -> ShamirArrayShare:
+            flat = numpy.ascontiguousarray(value).reshape(-1)
+            if flat.size == 0:
+                return ShamirArrayShare(field.zeros((*shape, length)))
+            decomposed = await self._decompose(flat)
+            return ShamirArrayShare(numpy.ascontiguousarray(decomposed[:, field.bits - length:]).reshape(*shape,
+                                                                                                          length))
 
         return self._run(operation, body, ())
 

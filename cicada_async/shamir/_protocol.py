@@ -348,6 +348,20 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         """
         return self._nonlinear.random_bitwise_secret(bits=bits, shape=shape, src=src)
 
+    def bit_decompose(self, operand: ShamirArrayShare,
+                      bits: int | None = None) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: shares of the bits of every field element (0/1 field values), most
+        significant first on a new last axis; ``bits`` keeps the rightmost ones (default: all
+        ``field.bits``).  Exact for every field element, as Cicada's (negative values are
+        their field representatives ``order - |x|``): 2 + 1 + 7 + 2 rounds whatever the size.
+
+        Raises
+        ------
+        ValueError
+            If ``bits`` is not in ``[1, field.bits]``, or the field is not a Mersenne prime.
+        """
+        return self._nonlinear.bit_decompose(operand, bits)
+
     def bit_compose(self, operand: ShamirArrayShare) -> ShamirArrayShare:
         """Local: the field values of shared bits along the last axis, most significant first."""
         return self._nonlinear.bit_compose(operand)
