@@ -21,8 +21,9 @@ from ..encoding import Encoding
 __all__ = ["COMPARISON_BITS", "Raw", "Schedule", "compose", "field_bits", "low_words", "prefix_or_schedule",
            "public_bits", "random_below", "random_bits", "required_field_bits"]
 
-COMPARISON_BITS = 64
-"""k: comparison operands must lie in ``[-2**(k-1), 2**(k-1))`` as signed field integers."""
+COMPARISON_BITS = 58
+"""k: comparison operands must lie in ``[-2**(k-1), 2**(k-1))`` as signed field integers (so
+``|x| < 2**41`` in FixedPoint(16): two values below 2**40 always compare)."""
 
 _STATISTICAL_SLACK = 10  # room for the sum of up to 1,024 contributors' masks and the offset
 

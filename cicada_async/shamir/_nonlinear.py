@@ -19,10 +19,10 @@ The protocols (semi-honest, honest majority as the suite's multiplication needs)
   ``u = [c mod 2**m < r']`` from BitLT.  ``x < 0`` is one minus bit ``k-1`` of
   ``x + 2**(k-1)``: Mod2m with ``m = k - 1``.  The opened ``c`` is within statistical
   distance 2**-40 of a value independent of ``x`` as long as one contributor is honest.
-* **BitLT** of a public ``c`` and shared bits ``r``: ``e = c XOR r`` is local; a prefix OR
-  of ``e`` from the most significant bit (Sklansky's parallel prefix, ceil(log2 m) rounds)
-  marks the first bit where they differ, and ``u`` is the sum of those marks where ``c``
-  has a 0: linear, no further round.
+* **BitLT** of a public ``c`` and shared bits ``r``: every bit gives a local pair
+  (``r AND NOT c``, ``NOT (c XOR r)``), and a tree merges neighbours, the more significant
+  first, as ``(lt_hi + eq_hi * lt_lo, eq_hi * eq_lo)``: ceil(log2 m) rounds and about 2m
+  products per element (a prefix OR would need m/2 per round).
 * **Equality** to zero: open ``c = x + 2**(k-1) + 2**k * r'' + r'`` with ``k`` shared bits;
   ``x == 0`` exactly when the low ``k`` bits of ``c - 2**(k-1)`` equal ``r'``: the AND of
   the ``k`` bits of ``NOT(c XOR r)``, a tree of ceil(log2 k) rounds (Catrina and de Hoogh's
@@ -35,8 +35,9 @@ The protocols (semi-honest, honest majority as the suite's multiplication needs)
   shows nothing but ``x * r``.
 
 Bounds: comparison operands (for ``less``, ``equal``, ``maximum`` and so on, the difference
-of the operands) must lie in ``[-2**63, 2**63)`` as signed field integers, that is
-``|x| < 2**47`` in the default ``FixedPoint(16)`` encoding.  Outside it the result is
+of the operands) must lie in ``[-2**57, 2**57)`` as signed field integers, that is
+``|x| < 2**41`` in the default ``FixedPoint(16)`` encoding (so any two values below 2**40
+compare).  Outside it the result is
 unspecified (the masked opening wraps); inside it, results are exact.
 """
 
@@ -169,25 +170,33 @@ class Nonlinear:
 
     async def _bits_less_than(self, known: numpy.ndarray, bits: numpy.ndarray) -> numpy.ndarray:
         """``[c < r]`` for the public bits of ``c`` and shared bits of ``r`` (both most
-        significant first, the same length): ceil(log2(length)) rounds."""
-        field = self._field
-        # e = c XOR r = r * (1 - 2c) + c: local, since c is public.
-        differ = field.add(field.multiply(bits, field(1 - 2 * known.astype(numpy.int64))), field(known))
-        seen = await self._prefix_or(differ)
-        first = seen.copy()
-        first[:, 1:] = field.subtract(seen[:, 1:], seen[:, :-1])  # 1 at the first differing bit
-        # There r has the 1 exactly when c has the 0.
-        return field.sum(field.multiply(first, field(1 - known)), axis=1)
+        significant first, the same length): a tree of ceil(log2(length)) rounds.
 
-    async def _prefix_or(self, bits: numpy.ndarray) -> numpy.ndarray:
+        Each bit gives a pair (lt, eq), both local since ``c`` is public: ``lt = r AND NOT c``,
+        ``eq = NOT (r XOR c)``.  Neighbouring pairs merge, the more significant first, as
+        ``(lt_hi + eq_hi * lt_lo, eq_hi * eq_lo)``: two products per merge (one in the last
+        level), about ``2 * length`` in all.
+        """
         field = self._field
-        result = bits.copy()
-        for level in prefix_or_schedule(bits.shape[1]):
-            targets = numpy.ascontiguousarray(result[:, level.targets])
-            sources = numpy.ascontiguousarray(result[:, level.sources])
-            both = await self._multiply(targets, sources)
-            result[:, level.targets] = field.subtract(field.add(targets, sources), both)
-        return result
+        public = field(known)
+        less = field.multiply(bits, field(1 - known))
+        equal = field.subtract(field.ones(()),
+                               field.add(field.multiply(bits, field(1 - 2 * known.astype(numpy.int64))), public))
+        while less.shape[1] > 1:
+            pairs = less.shape[1] // 2
+            high_less, low_less = less[:, 0:2 * pairs:2], less[:, 1:2 * pairs:2]
+            high_equal, low_equal = equal[:, 0:2 * pairs:2], equal[:, 1:2 * pairs:2]
+            last = less.shape[1] == 2
+            left = numpy.ascontiguousarray(high_equal if last else numpy.concatenate([high_equal, high_equal], axis=1))
+            right = numpy.ascontiguousarray(low_less if last else numpy.concatenate([low_less, low_equal], axis=1))
+            products = await self._multiply(left, right)
+            merged_less = field.add(high_less, products[:, :pairs])
+            merged_equal = products[:, pairs:]
+            if less.shape[1] % 2:  # an odd one out moves up a level unchanged
+                merged_less = numpy.concatenate([merged_less, less[:, -1:]], axis=1)
+                merged_equal = numpy.concatenate([merged_equal, equal[:, -1:]], axis=1)
+            less, equal = merged_less, merged_equal
+        return numpy.ascontiguousarray(less[:, 0])
 
     async def _all_ones(self, bits: numpy.ndarray) -> numpy.ndarray:
         """The AND of each row of shared bits: a tree of ceil(log2(width)) rounds."""
@@ -204,7 +213,7 @@ class Nonlinear:
 
     async def _mod2m(self, value: numpy.ndarray, bits: int) -> numpy.ndarray:
         """``value mod 2**bits`` (0 < bits < k) of signed values in ``[-2**(k-1), 2**(k-1))``,
-        flat: 1 + rounds of the random bits + 1 opening + BitLT."""
+        flat: the rounds of the random bits, one opening and BitLT's."""
         field = self._field
         k = self._k
         count = value.shape[0]

@@ -14,6 +14,7 @@ from ..arithmetic import MersenneField
 from ..communicator.interface import Communicator, Tag
 from ._basic import ShamirBasicProtocolSuite
 from ._batch import Layout, Request
+from ._bitwise import COMPARISON_BITS
 from ._nonlinear import Nonlinear
 from ._share import ShamirArrayShare
 from ._vectors import ArrayVectors, IntVectors
@@ -23,9 +24,9 @@ __all__ = ["COMPARISON_BOUND", "STATISTICAL_SECURITY", "ShamirProtocolSuite"]
 STATISTICAL_SECURITY = 40
 """Bits of statistical security of the truncation masks."""
 _HEADROOM = STATISTICAL_SECURITY + 8  # room for the masks of up to 128 contributors, and sign
-COMPARISON_BOUND = 2**63
-"""Comparison operands (their difference, for two operands) must lie in [-2**63, 2**63) as
-signed field integers: |x| < 2**47 in FixedPoint(16)."""
+COMPARISON_BOUND = 2 ** (COMPARISON_BITS - 1)
+"""Comparison operands (their difference, for two operands) must lie in [-2**57, 2**57) as
+signed field integers: |x| < 2**41 in FixedPoint(16)."""
 
 
 class ShamirProtocolSuite(ShamirBasicProtocolSuite):
@@ -232,16 +233,17 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
     def less_zero(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: shares of ``operand < 0``, elementwise (field values 0 or 1).
 
-        An operation of 1 + r + 1 + 6 rounds (r: the random bits, 2 for threshold 2), whatever
-        the array's size.  ``operand`` must lie in ``[-2**63, 2**63)`` as a signed field
-        integer (``|x| < 2**47`` in FixedPoint(16)); outside, the result is unspecified.
+        An operation of r + 1 + 6 rounds whatever the array's size (r = 1 + ceil(log2
+        threshold) for the random bits: 9 rounds in all at threshold 2).  ``operand`` must lie
+        in ``[-2**57, 2**57)`` as a signed field integer (``|x| < 2**41`` in FixedPoint(16));
+        outside, the result is unspecified.
         Reveal the result with ``Boolean()`` or ``Identity()``.
 
         Raises
         ------
         ValueError
             If ``operand`` is not a share of this suite's field, or the field is too small for
-            40-bit statistical masking of 64-bit values (it needs at least 114 bits).
+            40-bit statistical masking of 58-bit values (it needs at least 108 bits).
         """
         return self._nonlinear.less_zero(operand)
 
@@ -252,7 +254,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
 
     def equal(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: shares of ``lhs == rhs``, elementwise (0 or 1), exact within the bound of
-        :meth:`less_zero` on ``lhs - rhs``: 1 + r + 1 + 6 rounds (a bitwise test)."""
+        :meth:`less_zero` on ``lhs - rhs``: r + 1 + 6 rounds (a bitwise test)."""
         return self._nonlinear.equal(lhs, rhs)
 
     def logical_and(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
@@ -291,7 +293,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
 
     def floor(self, operand: ShamirArrayShare, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: the floor of fixed-point values, exactly (``floor(-2.1) == -3``): one
-        masked opening and a comparison of ``precision`` bits (1 + r + 1 + 4 rounds at
+        masked opening and a comparison of ``precision`` bits (r + 1 + 4 rounds at
         precision 16), with the bound of :meth:`less_zero`.
 
         Raises
@@ -303,7 +305,7 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
 
     def right_shift(self, operand: ShamirArrayShare, *, bits: int) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: ``floor(operand / 2**bits)`` of signed field integers, exactly (Cicada's
-        may be off by one in the last bit), ``0 <= bits < 64``, with the bound of
+        may be off by one in the last bit), ``0 <= bits < 58``, with the bound of
         :meth:`less_zero`."""
         return self._nonlinear.right_shift(operand, bits=bits)
 
