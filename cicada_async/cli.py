@@ -388,14 +388,14 @@ def _command_start(ns: argparse.Namespace) -> int:
 async def _start(ns: argparse.Namespace, program_main: Callable[..., Any], *, identity: str | None,
                  trusted: list[str] | None) -> int:
     from .communicator.connect import connect_world
-    from .errors import AuthenticationError
+    from .errors import CommunicatorError
 
     try:
         communicator = await connect_world(world_size=ns.world_size, rank=ns.rank, address=ns.address,
                                            root_address=ns.root_address, identity=identity, trusted=trusted,
                                            token=ns.token, name=ns.name, timeout=ns.timeout,
                                            startup_timeout=ns.startup_timeout)
-    except AuthenticationError:
+    except CommunicatorError:  # connecting failed (TokenMismatch is also a ValueError): exit code 1
         raise
     except ValueError as exc:  # a missing or invalid option (or CICADA_* variable)
         raise _UsageError(str(exc)) from None

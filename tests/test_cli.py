@@ -321,3 +321,41 @@ def test_start_environment_and_failure(tmp_path):
     assert outputs[0][0].strip() == "player 0 of 2: [0, 1] argv=['fail']"
     assert players[1].returncode == 1
     assert outputs[1][1].strip() == "cicada-async: player 1 failed: ValueError: player 1 gives up"
+
+
+def _start_players(arguments: list[list[str]], env: dict[str, str] | None = None,
+                   timeout: float = 60) -> list[tuple[int, str, str]]:
+    """Run one ``cicada-async start`` per argument list at once; return (code, out, err) of each."""
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
+    environment.update(env or {})
+    players = [subprocess.Popen([sys.executable, "-c", ENTRY, "start", *argv], env=environment, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for argv in arguments]
+    try:
+        outputs = [player.communicate(timeout=timeout) for player in players]
+    finally:
+        for player in players:
+            if player.poll() is None:
+                player.kill()
+                player.wait()
+    return [(player.returncode, out, err) for player, (out, err) in zip(players, outputs, strict=True)]
+
+
+@pytest.mark.processes
+def test_start_token_mismatch_exits_1(tmp_path):
+    """A TokenMismatch is a connection failure (exit code 1, one line naming the token), not bad
+    arguments (2), although it is also a ValueError."""
+    program = tmp_path / "prog.py"
+    program.write_text(ALLGATHER)
+    root = f"tcp://127.0.0.1:{_free_port()}"
+    common = ["--world-size", "2", "--root-address", root, "--startup-timeout", "3"]
+    results = _start_players([
+        ["--rank", "0", "--token", "alpha", *common, str(program)],
+        ["--rank", "1", "--token", "beta", "--address", "tcp://127.0.0.1", *common, str(program)],
+    ])
+    for code, out, err in results:
+        assert code == 1, err
+        assert out == "" and "Traceback" not in err
+        lines = err.strip().splitlines()  # rank 0 also logs the refused connection as a warning
+        assert lines[-1].startswith("cicada-async: error: ") and "token" in lines[-1], err
+        assert all(line.startswith("WARNING:") for line in lines[:-1]), err
