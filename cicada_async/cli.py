@@ -1,5 +1,8 @@
 """The ``cicada-async`` command line.
 
+``python -m cicada_async`` and ``python -m cicada_async.cli`` are the same command line as the
+``cicada-async`` console script (same arguments, output and exit codes).
+
 Commands:
 
 ``run -n N program.py [args...]``
@@ -510,3 +513,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _error(_describe(exc))
         return 1
+
+
+if __name__ == "__main__":  # ``python -m cicada_async.cli``: the same as the console script
+    # Run the imported module's ``main``, not this ``__main__`` copy's, so what the players
+    # are given (``_program_main``) is ``cicada_async.cli``'s, importable by any start method.
+    from cicada_async.cli import main as _main
+
+    sys.exit(_main())

@@ -359,3 +359,31 @@ def test_start_token_mismatch_exits_1(tmp_path):
         lines = err.strip().splitlines()  # rank 0 also logs the refused connection as a warning
         assert lines[-1].startswith("cicada-async: error: ") and "token" in lines[-1], err
         assert all(line.startswith("WARNING:") for line in lines[:-1]), err
+
+
+def _python_m(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-W", "error", "-m", module, *args], capture_output=True, text=True,
+                          timeout=60, env=environment, cwd=cwd)
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("module", ["cicada_async", "cicada_async.cli"])
+def test_python_m_is_the_console_script(tmp_path, module):
+    """``python -m cicada_async`` and ``python -m cicada_async.cli`` run the command line (the
+    latter used to do nothing and exit 0)."""
+    program = tmp_path / "prog.py"
+    program.write_text(ALLGATHER)
+    result = _python_m(module, "run", "-n", "2", "--startup-timeout", "30", str(program), "x")
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == [f"player {rank} of 2: [0, 1] argv=['x']" for rank in range(2)]
+    result = _python_m(module, "run", "-n", "2", "--startup-timeout", "30", str(program), "fail")
+    assert result.returncode == 1
+    assert "player 1 failed" in result.stderr
+    result = _python_m(module, "version")
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, cicada_async.__version__, "")
+    result = _python_m(module, "run", "-n", "0", "prog.py")
+    assert result.returncode == 2 and "at least 1" in one_error_line(result.stderr)
+    result = _python_m(module, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: cicada-async")
