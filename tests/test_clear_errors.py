@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy
 import pytest
 
 from cicada_async._core.framing import Kind, encode_header, header
+from cicada_async.shamir import ShamirBasicProtocolSuite, ShamirProtocolSuite
 from cicada_async.testing import World
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TAG_RANGE = re.escape("0 ... 2**31 - 1")
 
@@ -47,3 +54,27 @@ def test_frame_header_refuses_fields_that_do_not_fit(fields, name):
     if name in ("tag", "length"):
         with pytest.raises(ValueError, match=f"field {name} must be an integer in"):
             encode_header(kind, tag, comm, length)
+
+
+# -- seeds ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("suite", [ShamirBasicProtocolSuite, ShamirProtocolSuite])
+@pytest.mark.parametrize("argument", ["seed", "seed_offset"])
+@pytest.mark.parametrize("value", [-1, -(2**70), 1.5, "7", True, numpy.float64(3)])
+async def test_bad_seed_is_a_value_error_naming_the_argument(suite, argument, value):
+    async with World(3) as world:
+        comm = world.comms[0]
+        kwargs = {"seed": 1, argument: value}
+        with pytest.raises(ValueError, match=f"^{argument} must be a non-negative integer"):
+            suite(comm, threshold=2, **kwargs)
+        suite(comm, threshold=2, seed=numpy.int64(2**40), seed_offset=numpy.uint8(0))
+        suite(comm, threshold=2, seed=0, seed_offset=None)
+
+
+def test_fault_recovery_example_refuses_a_negative_seed():
+    """A usage error (exit code 2, one line naming --seed), not a traceback from every player."""
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "fault_recovery.py"), "--seed", "-1"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "argument --seed: must be at least 0, got -1" in result.stderr

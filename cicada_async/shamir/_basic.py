@@ -20,6 +20,17 @@ from ._vectors import ArrayVectors, IntVectors, vectors
 __all__ = ["ShamirBasicProtocolSuite"]
 
 
+def _seed(value: Any, what: str) -> int | None:
+    """``None``, or a non-negative integer seed (``what`` names the argument)."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ValueError(f"{what} must be a non-negative integer or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {value}")
+    return int(value)
+
+
 class ShamirBasicProtocolSuite:
     """Share, reveal, add and subtract secrets shared with Shamir's scheme.
 
@@ -37,7 +48,7 @@ class ShamirBasicProtocolSuite:
     seed, seed_offset:
         For reproducible tests only: seed the randomness with ``seed + seed_offset``
         (``seed_offset`` defaults to the player's rank).  Without ``seed``, randomness comes
-        from the operating system's CSPRNG.
+        from the operating system's CSPRNG.  Each must be ``None`` or a non-negative integer.
     order:
         The field's prime (default: the Mersenne prime 2**127 - 1; other primes below 2**64
         work on a slower path without fixed-point multiplication).
@@ -46,6 +57,13 @@ class ShamirBasicProtocolSuite:
     indices:
         A 1-d integer array of each member's x-value (default ``ranks + 1``).  After a shrink,
         ``indices=old_protocol.indices[oldranks]`` keeps the survivors' shares valid.
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid: ``threshold`` out of range, ``indices`` not distinct and
+        nonzero, or ``seed`` / ``seed_offset`` not a non-negative integer (the message names
+        the argument).
     """
 
     def __init__(self, communicator: Communicator, *, threshold: int, seed: int | None = None,
@@ -80,6 +98,8 @@ class ShamirBasicProtocolSuite:
         self._coefficient_lists: dict[int, list[int]] = {}  # the same, as Python ints
         self._words: int = self._field.to_wire(self._field.zeros((1,))).size  # wire words per element
         self._batcher: Batcher = Batcher()
+        seed = _seed(seed, "seed")
+        seed_offset = _seed(seed_offset, "seed_offset")
         if seed is None:
             self._generator: numpy.random.Generator | None = None
         else:
