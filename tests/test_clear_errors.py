@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -11,8 +12,9 @@ from pathlib import Path
 import numpy
 import pytest
 
+from cicada_async import Logger
 from cicada_async._core.framing import Kind, encode_header, header
-from cicada_async.shamir import ShamirBasicProtocolSuite, ShamirProtocolSuite
+from cicada_async.shamir import ShamirArrayShare, ShamirBasicProtocolSuite, ShamirProtocolSuite
 from cicada_async.testing import World
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +80,56 @@ def test_fault_recovery_example_refuses_a_negative_seed():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "argument --seed: must be at least 0, got -1" in result.stderr
+
+
+# -- src / dst ranks -----------------------------------------------------------------------------
+REPEATED = r"must not repeat a rank: rank 0 appears 2 times in \[0, 1, 0\]"
+
+
+async def test_repeated_or_outside_ranks_in_dst_and_src_are_refused_alike():
+    """``reveal(dst=[0, 0])`` used to be accepted; every dst/src list now refuses a repeated
+    rank, naming it, and a rank outside the world, with the same words."""
+    async with World(3) as world:
+        comm = world.comms[0]
+        suite = ShamirBasicProtocolSuite(comm, threshold=2)
+        log = Logger(logging.getLogger("test_clear_errors"), comm)
+        share = ShamirArrayShare(suite.field.zeros((2,)))
+        calls = {
+            "reveal": lambda ranks: suite.reveal(share, dst=ranks),
+            "logger": lambda ranks: log.info("x", src=ranks),
+            "gatherv": lambda ranks: comm.gatherv(src=ranks, value=1, dst=0),
+            "scatterv": lambda ranks: comm.scatterv(src=0, values=[1] * len(ranks), dst=ranks),
+        }
+        for name, call in calls.items():
+            what = "dst" if name in ("reveal", "scatterv") else "src"
+            with pytest.raises(ValueError, match=f"^{what} {REPEATED}$"):
+                call([0, 1, 0])
+            with pytest.raises(ValueError, match=re.escape(f"{what} must be in the range [0, 3), got 3")):
+                call([0, 3])
+            with pytest.raises(ValueError, match=re.escape(f"{what} must be in the range [0, 3), got -1")):
+                call([-1])
+            with pytest.raises(ValueError, match=f"^{what} must be an integer rank in"):
+                call([0, 1.0])
+            with pytest.raises(ValueError, match=f"^{what} must be a sequence of ranks"):
+                call("01")
+        for name in ("reveal", "logger"):  # these also take a single rank
+            with pytest.raises(ValueError, match=re.escape("must be in the range [0, 3), got 7")):
+                calls[name](7)
+        with pytest.raises(ValueError, match=re.escape("src must be in the range [0, 3), got 3")):
+            suite.share(src=3, secret=None, shape=(2,))
+        with pytest.raises(ValueError, match=re.escape("dst must be in the range [0, 3), got 3")):
+            await comm.send(value=1, dst=3, tag=0)
+        assert comm.stats["total"]["sent"]["messages"] == 0
+
+
+async def test_reveal_to_distinct_ranks_in_any_order():
+    async with World(3) as world:
+        async def player(comm):
+            suite = ShamirBasicProtocolSuite(comm, threshold=2)
+            share = await suite.share(src=0, secret=numpy.array([1.5, 2.0]) if comm.rank == 0 else None,
+                                      shape=(2,))
+            return await suite.reveal(share, dst=numpy.array([2, 0]))
+        results = await world.run(player)
+    assert results[1] is None
+    for rank in (0, 2):
+        assert numpy.array_equal(results[rank], [1.5, 2.0])

@@ -1,7 +1,8 @@
 """Validation of the arguments users pass to communicator calls (ranks, tags, timeouts).
 
 Each check returns the value normalised (a plain ``int`` or ``float``) or raises
-``ValueError`` saying which argument is wrong and why.
+``ValueError`` saying which argument is wrong and why.  The rank checks are shared with the
+Shamir suites and the Logger (:mod:`cicada_async._ranks`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from .._ranks import require_rank, require_rank_list
 from .interface import USER_TAG_MAX, Tag
 
 __all__ = ["check_timeout", "require_rank", "require_rank_list", "require_tag"]
@@ -22,27 +24,6 @@ def check_timeout(value: Any) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not float(value) > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
     return float(value) if not isinstance(value, int) else value
-
-
-def require_rank(rank: Any, world_size: int, what: str = "rank") -> int:
-    """An integer rank in ``[0, world_size)``; ``what`` names the argument."""
-    if not isinstance(rank, numbers.Integral) or isinstance(rank, bool):
-        raise ValueError(f"{what} must be an integer, got {rank!r}")
-    value = int(rank)
-    if not 0 <= value < world_size:
-        raise ValueError(f"{what} must be in the range [0, {world_size}), got {value}")
-    return value
-
-
-def require_rank_list(ranks: Any, world_size: int, what: str) -> list[int]:
-    """A sequence of distinct ranks in ``[0, world_size)``."""
-    try:
-        result = [require_rank(rank, world_size, what) for rank in ranks]
-    except TypeError:
-        raise ValueError(f"{what} must be a sequence of ranks, got {ranks!r}") from None
-    if len(set(result)) != len(result):
-        raise ValueError(f"{what} must not repeat a rank, got {result}")
-    return result
 
 
 def require_tag(tag: Any) -> int:
