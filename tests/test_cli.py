@@ -422,12 +422,16 @@ def test_trusted_list_ends_at_an_option_or_double_dash(capsys, tmp_path, monkeyp
     for rank in range(2):
         tls.write_credentials(rank, tmp_path)
     (tmp_path / "prog").write_text(ARGV)  # a program whose name does not end in .py
+    (tmp_path / "prog.py").write_text(ARGV)
     base = ["start", "--rank", "0", "--world-size", "1", "--root-address", "tcp://127.0.0.1:0",
             "--identity", "player-0.pem"]
     assert main([*base, "--trusted", "player-0.cert", "player-1.cert", "--", "prog", "a"]) == 0
     assert capsys.readouterr().out.strip() == "0 1 ['a']"
     assert main([*base, "--trusted", "player-0.cert", "player-1.cert", "--name", "w", "prog", "b"]) == 0
     assert capsys.readouterr().out.strip() == "0 1 ['b']"
+    # the README's multi-host form: the list ends at --token
+    assert main([*base, "--trusted", "player-0.cert", "player-1.cert", "--token", "run-42", "prog.py"]) == 0
+    assert capsys.readouterr().out.strip() == "0 1 []"
     # a missing certificate is named, not taken for the program
     assert main([*base, "--trusted", "player-0.cert", "missing.cert", "--", "prog"]) == 1
     assert "missing.cert" in one_error_line(capsys.readouterr().err)
