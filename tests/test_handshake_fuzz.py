@@ -309,6 +309,11 @@ def stranger_frames(draw: st.DrawFn) -> bytes:
     if kind == 2:
         payload = draw(st.binary(max_size=64))
         return encode_header(Kind.HELLO, tag, comm, len(payload)) + payload
+    if kind == 3 and draw(st.booleans()):  # not a hello: frames of another kind, before any JOIN
+        other = draw(st.sampled_from([Kind.DATA, Kind.CONTROL, Kind.GOODBYE, Kind.BATCH]))
+        payload = draw(st.binary(max_size=64))
+        return (encode_header(other, draw(st.integers(-3, 3)), comm, len(payload)) + payload) * draw(
+            st.integers(1, 3))
     wire = bytearray(frame_bytes(HelloType.JOIN, live_join()))
     for _ in range(draw(st.integers(1, 4))):
         wire[draw(st.integers(HEADER_SIZE, len(wire) - 1))] = draw(st.integers(0, 255))
@@ -331,10 +336,13 @@ async def read_to_the_end(reader: asyncio.StreamReader) -> list[Frame]:
     decoder = FrameDecoder(max_payload=MAX_HELLO)
     frames: list[Frame] = []
     async with asyncio.timeout(5):
-        while data := await reader.read(65536):
-            frames += decoder.feed(data)
-            if frames and frames[-1].kind == Kind.GOODBYE:
-                return frames[:-1]
+        try:
+            while data := await reader.read(65536):
+                frames += decoder.feed(data)
+                if frames and frames[-1].kind == Kind.GOODBYE:
+                    return frames[:-1]
+        except ConnectionResetError:  # aborted with our bytes unread
+            pass
     return frames
 
 
@@ -393,6 +401,10 @@ def test_a_strangers_hello_is_refused_and_the_world_forms(caplog: pytest.LogCapt
     @example(frame_bytes(HelloType.ACCEPT, valid_accept(True)))
     @example(frame_bytes(HelloType.REJECT, handshake.reject_message("token", "x" * 8000)))
     @example(encode_header(Kind.HELLO, HelloType.JOIN, 0, MAX_JOIN + 1))
+    # Frames of other kinds before a JOIN used to be kept (for the link's future owner) until
+    # the hello timeout: a stranger made the listener hold all it sent (see below).
+    @example(encode_header(Kind.DATA, 0, 1, 5) + b"hello")
+    @example(encode_header(Kind.GOODBYE, 0, 0, 0))
     def one_stranger(wire: bytes) -> None:
         logged = len(caplog.records)
         held.append(run_loop(lambda: a_stranger_then_the_world(wire)))
@@ -509,3 +521,35 @@ async def test_a_malformed_control_message_fails_the_peer_by_name(case: str) -> 
         assert caught.value.rank == 1
         await bystander.send(value="still here", dst=0, tag=6)
         assert await victim.recv(src=2, tag=6) == "still here"
+
+
+async def test_a_stranger_streaming_frames_before_its_join_is_dropped_holding_little() -> None:
+    """2,000 DATA frames of 16 KB before any JOIN (32 MB): all were kept, unbounded, until the
+    hello timeout (10 s); now the first drops the connection, recorded as a refusal."""
+    from cicada_async.communicator.connect import listen, parse_address
+
+    listener = await listen(address="tcp://127.0.0.1", rank=0)
+    host, port = parse_address(listener.address)[1]
+    frame = encode_header(Kind.DATA, 0, 1, 16_000) + b"x" * 16_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for _ in range(2000):
+                writer.write(frame)
+                await writer.drain()
+        except ConnectionError:
+            pass  # dropped while still sending
+        await asyncio.sleep(0.05)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    try:
+        assert held < 1 << 20, f"{held} bytes held for a stranger's frames"
+        assert await read_to_the_end(reader) == []
+        (refusal,) = listener.refusals
+        assert "DATA frame before the JOIN" in refusal.text, refusal
+    finally:
+        writer.close()
+        await listener.aclose()
