@@ -196,9 +196,11 @@ class Listener:
         await wait_closed(self._closing)
 
     def claim(self, link: Link) -> None:
-        """The link was accepted into a world: the listener no longer owns it."""
+        """The link was accepted into a world: the listener no longer owns it, and its peer,
+        authenticated now, may send full-size frames at once (it may finish set-up first)."""
         self._forget(link)
         link.on_early = None
+        link.promote(self.limits.max_frame_size)
 
     def close(self) -> None:
         """Stop listening, and drop accepted links that were never claimed."""
