@@ -71,6 +71,22 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+PROGRAM = textwrap.dedent("""
+    import asyncio
+    import os
+    import sys
+
+
+    async def main(comm):
+        path = os.path.join(sys.argv[1], f"player-{comm.rank}.pid")
+        with open(path + ".tmp", "w") as file:
+            file.write(str(os.getpid()))
+        os.replace(path + ".tmp", path)
+        await asyncio.sleep(3600)
+""")
+CLI = "import sys; from cicada_async.cli import main; sys.exit(main())"
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs; a zombie (dead, not yet reaped by its new parent) counts as gone."""
     try:
@@ -89,21 +105,24 @@ def _alive(pid: int) -> bool:
     return True  # pragma: no cover - no /proc: os.kill said it exists
 
 
-def _start(tmp_path: Path, *, family: str, stage: str, start_method: str = "fork") -> tuple[
+def _start(tmp_path: Path, *, family: str, stage: str, start_method: str = "fork", cli: bool = False) -> tuple[
         subprocess.Popen[bytes], list[int], Path, Path]:
     pids = tmp_path / "pids"
     pids.mkdir()
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     script = tmp_path / "script.py"
-    script.write_text(SCRIPT)
+    script.write_text(PROGRAM if cli else SCRIPT)
+    if cli:  # cicada-async run -n 3 --family F script.py PIDS
+        argv = [sys.executable, "-c", CLI, "run", "-n", str(WORLD_SIZE), "--family", family, str(script), str(pids)]
+    else:
+        argv = [sys.executable, str(script), str(pids), family, stage, start_method]
     log_path = tmp_path / "output.txt"
     env = dict(os.environ, TMPDIR=str(tmpdir),
                PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                            os.environ.get("PYTHONPATH", "")]))
     with open(log_path, "wb") as output:
-        process = subprocess.Popen([sys.executable, str(script), str(pids), family, stage, start_method],
-                                   env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_WITHIN
     names = [pids / f"player-{rank}.pid" for rank in range(WORLD_SIZE)]
     while not all(name.exists() for name in names):
@@ -168,6 +187,13 @@ def test_players_die_with_their_parent_during_startup(tmp_path, signum):
 def test_spawned_players_die_with_their_parent(tmp_path):
     process, pids, tmpdir, log_path = _start(tmp_path, family="file", stage="main", start_method="spawn")
     _kill_and_watch(process, pids, signal.SIGKILL, tmpdir, log_path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_players_of_the_command_line_die_with_it(tmp_path, signum):
+    process, pids, tmpdir, log_path = _start(tmp_path, family="file", stage="main", cli=True)
+    _kill_and_watch(process, pids, signum, tmpdir, log_path)
+    assert process.returncode == -signum
 
 
 async def _terminate_rank_1(comm):
