@@ -12,6 +12,9 @@ the parent hands the full list back and the players link up (:func:`~.connect.di
 If a player dies before the world is complete, the parent tells the others at once, so
 ``run`` never waits on a dead player.  After start-up the pipe carries only the result.
 
+Players die with the launcher, however it dies (SIGKILL included), and leave no files:
+see :mod:`cicada_async.communicator._parent`.
+
 The pipe between parent and child is the only place pickle is used: it carries the
 player's own result back to the parent that started it, never bytes from a peer.
 """
@@ -248,6 +251,11 @@ def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | 
     returned, :class:`Failed` for a player that raised, or :class:`Terminated` for one whose
     process died.  Failures are also logged, e.g.
     ``Comm world player 3 failed: Terminated(exitcode=-9)``.
+
+    If the calling process dies (SIGKILL, SIGTERM, anything), its players end within
+    milliseconds and the temporary directory of ``family="file"`` is removed; a SIGTERM
+    (when SIGTERM has its default action and ``run`` is called from the main thread) first
+    kills the players and removes the directory, then ends the process as before.
 
     Parameters
     ----------
