@@ -13,7 +13,7 @@ import time
 import numpy
 import pytest
 
-from cicada_async import AsyncSocketCommunicator, CommunicatorError, Timeout, TokenMismatch
+from cicada_async import AsyncSocketCommunicator, CommunicatorError, RemoteProtocolError, Timeout, TokenMismatch
 from cicada_async._core.framing import Kind, encode_header
 from cicada_async.communicator.connect import Limits, Timer, direct, listen, parse_address, rendezvous
 
@@ -221,6 +221,27 @@ async def test_connect_reads_the_environment(monkeypatch):
         assert [c.rank for c in comms] == [0, 1, 2]
         assert await asyncio.gather(*(c.allgather(c.rank) for c in comms)) == [[0, 1, 2]] * 3
         assert comms[0].timeout == 3
+    finally:
+        for comm in comms:
+            comm.endpoint.abort()
+
+
+async def test_connect_passes_limits():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    limits = Limits(max_frame_size=4096, max_queued_bytes=1 << 20)
+
+    async def player(rank):
+        return await AsyncSocketCommunicator.connect(world_size=2, rank=rank, root_address=f"tcp://127.0.0.1:{port}",
+                                                     token="shared", timeout=3, limits=limits)
+
+    comms = await asyncio.gather(*(player(rank) for rank in range(2)))
+    try:
+        assert [comm.endpoint.limits for comm in comms] == [limits, limits]
+        await comms[0].send(value=bytes(10_000), dst=1, tag=0)  # over max_frame_size
+        with pytest.raises(RemoteProtocolError):
+            await comms[1].recv(src=0, tag=0)
     finally:
         for comm in comms:
             comm.endpoint.abort()
