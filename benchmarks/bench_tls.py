@@ -105,7 +105,13 @@ def main() -> None:
         return
     rounds = 2 if options.quick else options.rounds
     seconds = 0.3 if options.quick else 1.0
-    directory = tempfile.mkdtemp(prefix="cicada-bench-tls-")
+    # The players' private keys live here only while the benchmark runs: removed on any exit.
+    with tempfile.TemporaryDirectory(prefix="cicada-bench-tls-") as directory:
+        compare(directory, rounds=rounds, seconds=seconds)
+
+
+def compare(directory: str, *, rounds: int, seconds: float) -> None:
+    """Run every workload ``rounds`` times in plaintext and over TLS (credentials in ``directory``)."""
     _credentials(directory, 4)
     print("\n".join(header_lines("cicada_async TLS against plaintext", {
         "method": f"{rounds} rounds; in each, a plaintext run then a TLS run (fresh processes each); "

@@ -1,5 +1,8 @@
 """The ``cicada-async`` command line.
 
+``python -m cicada_async`` and ``python -m cicada_async.cli`` are the same command line as the
+``cicada-async`` console script (same arguments, output and exit codes).
+
 Commands:
 
 ``run -n N program.py [args...]``
@@ -12,7 +15,14 @@ Commands:
     stderr).
 ``start --rank R --world-size N --root-address URL program.py [args...]``
     One player of a world whose players run on several hosts; unset options come from the
-    ``CICADA_*`` environment variables.  The program is loaded before connecting.
+    ``CICADA_*`` environment variables.  The program is loaded before connecting.  Exit
+    code 0 if ``main`` returned, 1 if connecting failed (a :class:`~cicada_async.TokenMismatch`
+    or :class:`~cicada_async.AuthenticationError` included) or ``main`` raised.
+``--trusted`` (``run`` and ``start``)
+    Several certificate files may follow one ``--trusted`` (``--trusted a.cert b.cert
+    prog.py``): the list ends at the first path ending in ``.py`` (the program), the next
+    option or ``--``.  ``--trusted a.cert --trusted b.cert`` and ``--trusted a.cert,b.cert``
+    work too.
 ``credentials --rank R``
     Write ``player-R.pem`` (private key and self-signed certificate, mode 0600) and
     ``player-R.cert`` (the certificate, for the other players to trust).
@@ -57,6 +67,17 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.value_options: set[str] = set()  # option strings that take a value
+        self.commands: dict[str, _Parser] = {}  # the commands whose options are rewritten by _trusted_lists
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings and action.nargs != 0:
+            self.value_options.update(action.option_strings)
+        return action
+
     def error(self, message: str) -> NoReturn:
         message = message.replace(", args", "")  # the program's arguments are optional
         raise _UsageError(f"{message} (see '{self.prog} --help')")
@@ -103,6 +124,9 @@ def _nonempty(text: str) -> str:
 
 # -- the parser --------------------------------------------------------------------------------
 _FORMATTER = argparse.RawDescriptionHelpFormatter
+_TRUSTED_HELP = ("trusted certificate file(s); for several, list them after one --trusted (the list ends at "
+                 "the program, i.e. the first path ending in .py, or at the next option or --), repeat "
+                 "the option, or separate them by commas; a pattern with {rank} names one file per player")
 
 
 def _build_parser() -> _Parser:
@@ -134,10 +158,10 @@ def _build_parser() -> _Parser:
     run.add_argument("--identity", metavar="PATTERN", type=_nonempty,
                      help="each player's identity file (key + certificate); must contain {rank} when N > 1")
     run.add_argument("--trusted", metavar="PATTERN", action="append", type=_nonempty,
-                     help="trusted certificate file(s); a pattern with {rank} names one file per player; "
-                          "repeat the option (or separate by commas) for several")
+                     help=_TRUSTED_HELP)
     _add_program(run)
     run.set_defaults(handler=_command_run)
+    parser.commands["run"] = run
 
     start = commands.add_parser(
         "start", parents=[common], formatter_class=_FORMATTER, allow_abbrev=False,
@@ -149,8 +173,11 @@ def _build_parser() -> _Parser:
         epilog="Example (on each of three hosts, with its own rank):\n"
                "  cicada-async start --rank 0 --world-size 3 --root-address tcp://10.0.0.1:25252 prog.py\n"
                "Rank 0 listens on the root address; the others listen on --address, by default on the\n"
-               "interface that routes to rank 0 with a port chosen by the OS.\n"
-               "Exit code: 0 if main returned, 1 if connecting failed or main raised.")
+               "interface that routes to rank 0 with a port chosen by the OS.  With TLS, e.g.:\n"
+               "  cicada-async start --rank 1 ... --identity player-1.pem \\\n"
+               "      --trusted player-0.cert player-1.cert player-2.cert prog.py\n"
+               "Exit code: 0 if main returned, 1 if connecting failed (including a token mismatch\n"
+               "or a refused certificate) or main raised, 2 for bad arguments.")
     start.add_argument("--rank", type=_rank, help="this player's rank")
     start.add_argument("--world-size", dest="world_size", type=_world_size, metavar="N", help="number of players")
     start.add_argument("--root-address", metavar="URL", help="rank 0's address, e.g. tcp://10.0.0.1:25252")
@@ -158,12 +185,12 @@ def _build_parser() -> _Parser:
     start.add_argument("--identity", metavar="PATH", type=_nonempty,
                        help="this player's identity file (key + certificate); {rank} stands for the rank")
     start.add_argument("--trusted", metavar="PATH", action="append", type=_nonempty,
-                       help="trusted certificate file(s); a pattern with {rank} names one file per player; "
-                            "repeat the option (or separate by commas) for several")
+                       help=_TRUSTED_HELP)
     start.add_argument("--token", help="a value every player must give identically")
     _add_common_options(start, startup_default=30.0)
     _add_program(start)
     start.set_defaults(handler=_command_start)
+    parser.commands["start"] = start
 
     credentials = commands.add_parser(
         "credentials", parents=[common], formatter_class=_FORMATTER, allow_abbrev=False,
@@ -205,6 +232,45 @@ def _add_common_options(parser: argparse.ArgumentParser, *, startup_default: flo
 def _add_program(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", metavar="program.py", help="the program, defining 'async def main(communicator)'")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="args", help="the program's arguments")
+
+
+def _trusted_lists(parser: _Parser, argv: Sequence[str]) -> list[str]:
+    """Rewrite ``--trusted A B C prog.py`` as ``--trusted=A --trusted=B --trusted=C prog.py``.
+
+    argparse gives an option one value here (the program and its arguments follow, as
+    ``argparse.REMAINDER``), so several paths after one ``--trusted`` would make the second
+    one the program.  After ``--trusted``, its first value is taken as before; further values
+    are taken up to the first one ending in ``.py`` (the program), the next option or
+    ``--``.  Only the options of ``run`` and ``start`` are rewritten, never the program's own
+    arguments (everything from the program on is left as it is).
+    """
+    argv = list(argv)
+    position = 0
+    while position < len(argv) and argv[position].startswith("-") and argv[position] != "--":
+        position += 1  # the options before the command (--debug)
+    if position == len(argv) or argv[position] not in parser.commands:
+        return argv
+    command = parser.commands[argv[position]]
+    result = argv[:position + 1]
+    position += 1
+    while position < len(argv):
+        word = argv[position]
+        if word == "--" or not word.startswith("-") or word == "-":
+            break  # the program (or the end of the options): the rest is not ours
+        if word == "--trusted" and position + 1 < len(argv) and not argv[position + 1].startswith("-"):
+            result.append(f"--trusted={argv[position + 1]}")
+            position += 2
+            while (position < len(argv) and not argv[position].startswith("-")
+                   and not argv[position].endswith(".py")):
+                result.append(f"--trusted={argv[position]}")
+                position += 1
+            continue
+        result.append(word)
+        position += 1
+        if word in command.value_options and position < len(argv):  # its value, whatever it looks like
+            result.append(argv[position])
+            position += 1
+    return result + argv[position:]
 
 
 # -- loading the program -----------------------------------------------------------------------
@@ -388,14 +454,14 @@ def _command_start(ns: argparse.Namespace) -> int:
 async def _start(ns: argparse.Namespace, program_main: Callable[..., Any], *, identity: str | None,
                  trusted: list[str] | None) -> int:
     from .communicator.connect import connect_world
-    from .errors import AuthenticationError
+    from .errors import CommunicatorError
 
     try:
         communicator = await connect_world(world_size=ns.world_size, rank=ns.rank, address=ns.address,
                                            root_address=ns.root_address, identity=identity, trusted=trusted,
                                            token=ns.token, name=ns.name, timeout=ns.timeout,
                                            startup_timeout=ns.startup_timeout)
-    except AuthenticationError:
+    except CommunicatorError:  # connecting failed (TokenMismatch is also a ValueError): exit code 1
         raise
     except ValueError as exc:  # a missing or invalid option (or CICADA_* variable)
         raise _UsageError(str(exc)) from None
@@ -483,7 +549,7 @@ def _error(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``cicada-async`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = _build_parser()
-    arguments = sys.argv[1:] if argv is None else list(argv)
+    arguments = _trusted_lists(parser, sys.argv[1:] if argv is None else argv)
     try:
         ns = parser.parse_args(arguments)
     except _UsageError as exc:
@@ -510,3 +576,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _error(_describe(exc))
         return 1
+
+
+if __name__ == "__main__":  # ``python -m cicada_async.cli``: the same as the console script
+    # Run the imported module's ``main``, not this ``__main__`` copy's, so what the players
+    # are given (``_program_main``) is ``cicada_async.cli``'s, importable by any start method.
+    from cicada_async.cli import main as _main
+
+    sys.exit(_main())

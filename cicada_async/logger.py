@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import numbers
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any
 
+from ._ranks import require_ranks
 from .communicator.interface import Communicator, Operation, Tag, roles_code
 
 __all__ = ["Logger"]
@@ -114,6 +114,12 @@ class Logger:
         call is an operation: it takes its identity when called (see
         :mod:`cicada_async.operations`), and raises what the communicator raises (e.g.
         ``Revoked``).  Without ``sync`` it writes at once, locally.
+
+        Raises
+        ------
+        ValueError
+            At the call, if ``src`` holds a rank outside ``[0, world_size)``, something that
+            is not a rank, or a repeated rank (the message names it).
         """
         comm = self._communicator
         writers = self._writers(src)
@@ -152,15 +158,7 @@ class Logger:
         comm = self._communicator
         if src is None:
             return list(comm.ranks)
-        if isinstance(src, numbers.Integral) and not isinstance(src, bool):
-            src = [int(src)]
-        try:
-            writers = sorted({int(rank) for rank in src})  # type: ignore[union-attr]
-        except TypeError:
-            raise ValueError(f"src must be a rank or a sequence of ranks, got {src!r}") from None
-        if any(not 0 <= rank < comm.world_size for rank in writers):
-            raise ValueError(f"src ranks must be in [0, {comm.world_size}), got {writers}")
-        return writers
+        return sorted(require_ranks(src, comm.world_size, "src"))
 
 
 async def _done() -> None:

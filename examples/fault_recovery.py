@@ -77,12 +77,36 @@ async def main(communicator, pfail=0.05, seed=42, iterations=100, threshold=2):
     return totals
 
 
+def _at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (a usage error otherwise, not a traceback)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Secret running total with players dying at random.")
-    parser.add_argument("--players", type=int, default=5)
-    parser.add_argument("--pfail", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--players", type=_at_least(2), default=5, help="number of players (at least 2)")
+    parser.add_argument("--pfail", type=_probability, default=0.05,
+                        help="each player's chance of dying per iteration (0 to 1)")
+    parser.add_argument("--seed", type=_at_least(0), default=42, help="a non-negative integer")
+    parser.add_argument("--iterations", type=_at_least(0), default=100)
     options = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     results = AsyncSocketCommunicator.run(

@@ -321,3 +321,153 @@ def test_start_environment_and_failure(tmp_path):
     assert outputs[0][0].strip() == "player 0 of 2: [0, 1] argv=['fail']"
     assert players[1].returncode == 1
     assert outputs[1][1].strip() == "cicada-async: player 1 failed: ValueError: player 1 gives up"
+
+
+def _start_players(arguments: list[list[str]], env: dict[str, str] | None = None,
+                   timeout: float = 60) -> list[tuple[int, str, str]]:
+    """Run one ``cicada-async start`` per argument list at once; return (code, out, err) of each."""
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
+    environment.update(env or {})
+    players = [subprocess.Popen([sys.executable, "-c", ENTRY, "start", *argv], env=environment, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for argv in arguments]
+    try:
+        outputs = [player.communicate(timeout=timeout) for player in players]
+    finally:
+        for player in players:
+            if player.poll() is None:
+                player.kill()
+                player.wait()
+    return [(player.returncode, out, err) for player, (out, err) in zip(players, outputs, strict=True)]
+
+
+@pytest.mark.processes
+def test_start_token_mismatch_exits_1(tmp_path):
+    """A TokenMismatch is a connection failure (exit code 1, one line naming the token), not bad
+    arguments (2), although it is also a ValueError."""
+    program = tmp_path / "prog.py"
+    program.write_text(ALLGATHER)
+    root = f"tcp://127.0.0.1:{_free_port()}"
+    common = ["--world-size", "2", "--root-address", root, "--startup-timeout", "3"]
+    results = _start_players([
+        ["--rank", "0", "--token", "alpha", *common, str(program)],
+        ["--rank", "1", "--token", "beta", "--address", "tcp://127.0.0.1", *common, str(program)],
+    ])
+    for code, out, err in results:
+        assert code == 1, err
+        assert out == "" and "Traceback" not in err
+        lines = err.strip().splitlines()  # rank 0 also logs the refused connection as a warning
+        assert lines[-1].startswith("cicada-async: error: ") and "token" in lines[-1], err
+        assert all(line.startswith("WARNING:") for line in lines[:-1]), err
+
+
+def _python_m(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-W", "error", "-m", module, *args], capture_output=True, text=True,
+                          timeout=60, env=environment, cwd=cwd)
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("module", ["cicada_async", "cicada_async.cli"])
+def test_python_m_is_the_console_script(tmp_path, module):
+    """``python -m cicada_async`` and ``python -m cicada_async.cli`` run the command line (the
+    latter used to do nothing and exit 0)."""
+    program = tmp_path / "prog.py"
+    program.write_text(ALLGATHER)
+    result = _python_m(module, "run", "-n", "2", "--startup-timeout", "30", str(program), "x")
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == [f"player {rank} of 2: [0, 1] argv=['x']" for rank in range(2)]
+    result = _python_m(module, "run", "-n", "2", "--startup-timeout", "30", str(program), "fail")
+    assert result.returncode == 1
+    assert "player 1 failed" in result.stderr
+    result = _python_m(module, "version")
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, cicada_async.__version__, "")
+    result = _python_m(module, "run", "-n", "0", "prog.py")
+    assert result.returncode == 2 and "at least 1" in one_error_line(result.stderr)
+    result = _python_m(module, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: cicada-async")
+
+
+ARGV = textwrap.dedent("""
+    import sys
+
+    async def main(communicator):
+        print(communicator.rank, communicator.world_size, sys.argv[1:])
+""")
+
+
+@pytest.mark.parametrize("trusted", [
+    ["--trusted", "player-0.cert", "player-1.cert", "player-2.cert"],
+    ["--trusted=player-0.cert", "--trusted=player-1.cert", "--trusted", "player-2.cert"],
+    ["--trusted", "player-0.cert,player-1.cert", "player-2.cert"],
+])
+def test_start_trusted_takes_several_paths(capsys, tmp_path, monkeypatch, trusted):
+    """``--trusted A B C prog.py``: the second certificate used to be taken as the program.
+    The program's own arguments are not rewritten, even a ``--trusted`` among them."""
+    for variable in ("CICADA_ROOT_ADDRESS", "CICADA_ADDRESS", "CICADA_IDENTITY", "CICADA_TRUSTED", "CICADA_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)
+    for rank in range(3):
+        tls.write_credentials(rank, tmp_path)
+    (tmp_path / "prog.py").write_text(ARGV)
+    argv = ["start", "--rank", "0", "--world-size", "1", "--root-address", "tcp://127.0.0.1:0",
+            "--identity", "player-0.pem", *trusted, "prog.py", "--trusted", "x", "y.py"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == "0 1 ['--trusted', 'x', 'y.py']"
+
+
+def test_trusted_list_ends_at_an_option_or_double_dash(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for rank in range(2):
+        tls.write_credentials(rank, tmp_path)
+    (tmp_path / "prog").write_text(ARGV)  # a program whose name does not end in .py
+    (tmp_path / "prog.py").write_text(ARGV)
+    base = ["start", "--rank", "0", "--world-size", "1", "--root-address", "tcp://127.0.0.1:0",
+            "--identity", "player-0.pem"]
+    assert main([*base, "--trusted", "player-0.cert", "player-1.cert", "--", "prog", "a"]) == 0
+    assert capsys.readouterr().out.strip() == "0 1 ['a']"
+    assert main([*base, "--trusted", "player-0.cert", "player-1.cert", "--name", "w", "prog", "b"]) == 0
+    assert capsys.readouterr().out.strip() == "0 1 ['b']"
+    # the README's multi-host form: the list ends at --token
+    assert main([*base, "--trusted", "player-0.cert", "player-1.cert", "--token", "run-42", "prog.py"]) == 0
+    assert capsys.readouterr().out.strip() == "0 1 []"
+    # a missing certificate is named, not taken for the program
+    assert main([*base, "--trusted", "player-0.cert", "missing.cert", "--", "prog"]) == 1
+    assert "missing.cert" in one_error_line(capsys.readouterr().err)
+    # --trusted without a value is still a usage error
+    assert main([*base, "--trusted", "--name", "w", "prog"]) == 2
+    assert "--trusted: expected one argument" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.processes
+def test_start_three_players_with_tls_trusting_three_certificates(tmp_path):
+    """The multi-host TLS command of the README, with the three certificates after one --trusted."""
+    for rank in range(3):
+        tls.write_credentials(rank, tmp_path)
+    program = tmp_path / "prog.py"
+    program.write_text(ALLGATHER)
+    root = f"tcp://127.0.0.1:{_free_port()}"
+    certificates = [str(tmp_path / f"player-{rank}.cert") for rank in range(3)]
+    arguments = []
+    for rank in range(3):
+        argv = ["--rank", str(rank), "--world-size", "3", "--root-address", root, "--startup-timeout", "30",
+                "--identity", str(tmp_path / f"player-{rank}.pem"), "--trusted", *certificates]
+        if rank > 0:
+            argv += ["--address", "tcp://127.0.0.1"]
+        arguments.append([*argv, str(program), "--rank-arg", str(rank)])
+    for rank, (code, out, err) in enumerate(_start_players(arguments)):
+        assert code == 0, err
+        assert out.strip() == f"player {rank} of 3: [0, 1, 2] argv=['--rank-arg', '{rank}']", (out, err)
+
+
+@pytest.mark.processes
+def test_run_trusted_takes_several_paths(tmp_path):
+    for rank in range(2):
+        tls.write_credentials(rank, tmp_path)
+    (tmp_path / "prog.py").write_text(ALLGATHER)
+    result = cli("run", "-n", "2", "--startup-timeout", "30", "--identity", "player-{rank}.pem",
+                 "--trusted", "player-0.cert", "player-1.cert", "prog.py", "--trusted", "z", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == [f"player {rank} of 2: [0, 1] argv=['--trusted', 'z']"
+                                                  for rank in range(2)]

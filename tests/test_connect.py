@@ -10,9 +10,10 @@ import socket
 import tempfile
 import time
 
+import numpy
 import pytest
 
-from cicada_async import AsyncSocketCommunicator, CommunicatorError, Timeout, TokenMismatch
+from cicada_async import AsyncSocketCommunicator, CommunicatorError, RemoteProtocolError, Timeout, TokenMismatch
 from cicada_async._core.framing import Kind, encode_header
 from cicada_async.communicator.connect import Limits, Timer, direct, listen, parse_address, rendezvous
 
@@ -225,6 +226,27 @@ async def test_connect_reads_the_environment(monkeypatch):
             comm.endpoint.abort()
 
 
+async def test_connect_passes_limits():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    limits = Limits(max_frame_size=4096, max_queued_bytes=1 << 20)
+
+    async def player(rank):
+        return await AsyncSocketCommunicator.connect(world_size=2, rank=rank, root_address=f"tcp://127.0.0.1:{port}",
+                                                     token="shared", timeout=3, limits=limits)
+
+    comms = await asyncio.gather(*(player(rank) for rank in range(2)))
+    try:
+        assert [comm.endpoint.limits for comm in comms] == [limits, limits]
+        await comms[0].send(value=bytes(10_000), dst=1, tag=0)  # over max_frame_size
+        with pytest.raises(RemoteProtocolError):
+            await comms[1].recv(src=0, tag=0)
+    finally:
+        for comm in comms:
+            comm.endpoint.abort()
+
+
 async def test_connect_argument_errors(monkeypatch):
     monkeypatch.delenv("CICADA_WORLD_SIZE", raising=False)
     with pytest.raises(ValueError, match="CICADA_WORLD_SIZE"):
@@ -233,3 +255,64 @@ async def test_connect_argument_errors(monkeypatch):
         await AsyncSocketCommunicator.connect(world_size=2, rank=2, root_address="tcp://127.0.0.1:1")
     with pytest.raises(ValueError, match="root_address"):
         await AsyncSocketCommunicator.connect(world_size=2, rank=0)
+
+
+async def test_a_peer_that_finished_set_up_first_may_send_large_frames_at_once():
+    """Player 0 completes its world and sends a large array to player 1 at once, while player 1
+    is still waiting for player 2 (whose connection to it a slow proxy holds back): the frame
+    must not be refused by the small pre-authentication frame limit of player 1's link."""
+    listeners = [await listen(address="tcp://127.0.0.1", rank=rank) for rank in range(3)]
+    addresses = [listener.address for listener in listeners]
+    host, port = addresses[1].removeprefix("tcp://").rsplit(":", 1)
+
+    forwarding = set()
+
+    async def slow_forward(reader, writer):
+        forwarding.add(asyncio.current_task())
+        await asyncio.sleep(0.5)  # player 2's link to player 1 opens late
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+
+        async def pipe(source, sink):
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    proxy = await asyncio.start_server(slow_forward, "127.0.0.1", 0)
+    proxied = list(addresses)
+    proxied[1] = f"tcp://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+    big = numpy.arange(200_000, dtype=numpy.float64)  # 1.6 MB: far over a JOIN's 16 KiB
+
+    received = asyncio.Event()
+
+    async def player(rank):
+        endpoint = await direct(listener=listeners[rank], addresses=proxied if rank == 2 else addresses, rank=rank,
+                                timer=Timer(10))
+        comm = AsyncSocketCommunicator(endpoint=endpoint, name="world", timeout=5)
+        try:
+            if rank == 0:
+                await comm.send(value=big, dst=1, tag=3)
+            if rank == 1:
+                value = await comm.recv(src=0, tag=3)
+                received.set()
+                return value
+            await asyncio.wait_for(received.wait(), 10)
+        finally:
+            await comm.free()
+
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*(player(rank) for rank in range(3))), 30)
+    finally:
+        proxy.close()
+        for task in forwarding:
+            task.cancel()
+        await asyncio.gather(*forwarding, return_exceptions=True)
+        for listener in listeners:
+            listener.close()
+    numpy.testing.assert_array_equal(results[1], big)

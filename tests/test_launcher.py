@@ -16,6 +16,7 @@ import pytest
 
 from cicada_async import AsyncSocketCommunicator, CommunicatorError, Failed, PeerFailed, Terminated
 from cicada_async.communicator import launcher
+from cicada_async.communicator.connect import Limits
 
 pytestmark = pytest.mark.processes
 
@@ -194,3 +195,27 @@ def test_loop_selection(monkeypatch):
     monkeypatch.setenv("CICADA_ASYNC_LOOP", "uvloop")
     pytest.importorskip("uvloop")
     assert AsyncSocketCommunicator.run(world_size=1, fn=which) == ["uvloop"]
+
+
+async def _limits_seen(comm):
+    """Rank 0 sends one frame larger than the players' max_frame_size; rank 1 reports it."""
+    # Rank 1 says when its world is formed: a frame that overtakes the end of its set-up is
+    # checked against the pre-handshake cap (16 KiB), not max_frame_size.
+    if comm.rank == 0:
+        await comm.recv(src=1, tag=1)
+        await comm.send(value=bytes(10_000), dst=1, tag=0)
+        return comm.endpoint.limits, None
+    await comm.send(value="go", dst=0, tag=1)
+    try:
+        await comm.recv(src=0, tag=0)
+    except CommunicatorError as error:
+        return comm.endpoint.limits, type(error).__name__
+    return comm.endpoint.limits, "received"
+
+
+def test_run_passes_limits_to_every_player():
+    limits = Limits(max_frame_size=4096, max_queued_bytes=1 << 20, max_pending_connections=8, hello_timeout=2.0)
+    results = AsyncSocketCommunicator.run(world_size=2, fn=_limits_seen, limits=limits)
+    assert [seen for seen, _ in results] == [limits, limits]
+    assert results[1][1] == "RemoteProtocolError"  # the oversized frame was refused
+    assert AsyncSocketCommunicator.run(world_size=2, fn=_limits_seen)[1] == (Limits(), "received")

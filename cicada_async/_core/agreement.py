@@ -67,7 +67,7 @@ that arrived meanwhile is read).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import RemoteProtocolError
 
@@ -77,6 +77,7 @@ __all__ = [
     "Exclude",
     "ExcludedSelf",
     "Send",
+    "is_round_number",
     "parse_message",
 ]
 
@@ -118,6 +119,12 @@ class ExcludedSelf:
 Action = Send | Decide | Exclude | ExcludedSelf
 
 
+def is_round_number(key: Any) -> TypeGuard[int]:
+    """Whether ``key`` (received from a peer) is a valid round number: an int in [0, 2**63)
+    (larger ones are no round of ours, and too large to print in an error)."""
+    return isinstance(key, int) and not isinstance(key, bool) and 0 <= key < 1 << 63
+
+
 def parse_message(value: Any, *, size: int) -> dict[str, Any]:
     """Validate an agreement message received from a peer; return it normalized.
 
@@ -128,9 +135,10 @@ def parse_message(value: Any, *, size: int) -> dict[str, Any]:
     kind = value.get("t")
     key = value.get("k")
     dead = value.get("dead", [])
-    if kind not in _TYPES:
-        raise RemoteProtocolError(f"unknown agreement message type {kind!r}")
-    if not isinstance(key, int) or isinstance(key, bool) or key < 0:
+    if not isinstance(kind, str) or kind not in _TYPES:  # (an array's ``in`` would raise)
+        shown = f"{kind!r:.40}" if isinstance(kind, str) else type(kind).__name__
+        raise RemoteProtocolError(f"unknown agreement message type {shown}")
+    if not is_round_number(key):
         raise RemoteProtocolError("agreement message lacks a valid round number")
     if not isinstance(dead, list) or not all(isinstance(r, int) and 0 <= r < size for r in dead):
         raise RemoteProtocolError("agreement message has an invalid dead set")

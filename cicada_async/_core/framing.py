@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import operator
 import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -127,14 +128,55 @@ class Frame(NamedTuple):
 _pack = HEADER.pack
 
 
+_FIELDS = (  # (name, smallest, largest) of each packed field after the magic
+    ("kind", 0, 0xFF),
+    ("round", 0, 0xFFFF),
+    ("tag", TAG_MIN, TAG_MAX),
+    ("comm", 0, (1 << 64) - 1),
+    ("ident", 0, (1 << 64) - 1),
+    ("length", 0, (1 << 64) - 1),
+)
+
+
+def _field_error(values: tuple[Any, ...]) -> ValueError:
+    """The ``ValueError`` for header fields that ``struct`` refused: which field, and its range."""
+    for (name, low, high), value in zip(_FIELDS, values, strict=True):
+        try:
+            number = operator.index(value)
+        except TypeError:
+            number = None
+        if number is None or not low <= number <= high:
+            return ValueError(f"frame header field {name} must be an integer in {low} ... {high}, got {value!r}")
+    return ValueError(f"invalid frame header fields {values!r}")  # pragma: no cover - struct refused nothing
+
+
 def header(kind: int, round: int, tag: int, comm: int, ident: int, length: int) -> bytes:
-    """Return the 32-byte header of a frame (the only place headers are packed)."""
-    return _pack(MAGIC, kind, round, tag, comm, ident, length)
+    """Return the 32-byte header of a frame (the only place headers are packed).
+
+    Raises
+    ------
+    ValueError
+        If a field does not fit (e.g. a tag outside ``-2**31 ... 2**31 - 1``); the message
+        names the field and its range.
+    """
+    try:
+        return _pack(MAGIC, kind, round, tag, comm, ident, length)
+    except struct.error:
+        raise _field_error((kind, round, tag, comm, ident, length)) from None
 
 
 def encode_header(kind: int, tag: int, comm: int, length: int) -> bytes:
-    """The header of a frame that belongs to no operation (round and ident zero)."""
-    return _pack(MAGIC, kind, 0, tag, comm, 0, length)
+    """The header of a frame that belongs to no operation (round and ident zero).
+
+    Raises
+    ------
+    ValueError
+        If a field does not fit, as :func:`header`.
+    """
+    try:
+        return _pack(MAGIC, kind, 0, tag, comm, 0, length)
+    except struct.error:
+        raise _field_error((kind, 0, tag, comm, 0, length)) from None
 
 
 def encode_batch(idents: Sequence[int], offsets: Sequence[int], data: numpy.ndarray) -> tuple[Any, ...]:

@@ -132,12 +132,20 @@ def parse_hello(frame: Frame, *, max_items: int = HELLO_ITEMS) -> Any:
     return decode(frame.payload, max_items=max_items)
 
 
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 63) - 1
+
+
 def _field(message: Any, key: str, kind: type) -> Any:
     if not isinstance(message, dict) or key not in message:
         raise RemoteProtocolError(f"handshake message lacks {key!r}")
     value = message[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise RemoteProtocolError(f"handshake field {key!r} has type {type(value).__name__}")
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        # Not a rank, size or version; and too large to print in a verdict (ints over
+        # 4300 digits cannot be turned into text).
+        raise RemoteProtocolError(f"handshake field {key!r} is out of range")
     return value
 
 
@@ -151,7 +159,8 @@ def check_join(message: Any, *, name: str, world_size: int, rank: int, token: by
         If the JOIN is well-formed but does not belong here (another protocol version,
         name, world size or token; a rank that is out of range or already connected).
     RemoteProtocolError
-        If it is malformed.
+        If it is malformed (not a dict, a field missing or of the wrong type, an int
+        field beyond 64 bits).
     """
     protocol = _field(message, "protocol", int)
     if protocol != PROTOCOL_VERSION:
@@ -181,7 +190,15 @@ def check_join(message: Any, *, name: str, world_size: int, rank: int, token: by
 
 def check_accept(message: Any, *, expected_rank: int, world_size: int,
                  with_addresses: bool) -> list[str] | None:
-    """Check an ACCEPT received from ``expected_rank``; return its addresses if it has them."""
+    """Check an ACCEPT received from ``expected_rank``; return its addresses if it has them.
+
+    Raises
+    ------
+    Rejected
+        If it comes from another protocol version or another rank.
+    RemoteProtocolError
+        If it is malformed (as for :func:`check_join`), or lacks the addresses expected.
+    """
     protocol = _field(message, "protocol", int)
     if protocol != PROTOCOL_VERSION:
         raise Rejected("protocol", f"peer speaks protocol {protocol}, this player speaks {PROTOCOL_VERSION}")
@@ -197,7 +214,13 @@ def check_accept(message: Any, *, expected_rank: int, world_size: int,
 
 
 def check_reject(message: Any) -> Rejected:
-    """Turn a received REJECT into the verdict it carries."""
+    """Turn a received REJECT into the verdict it carries (returned, not raised).
+
+    Raises
+    ------
+    RemoteProtocolError
+        If it is malformed.
+    """
     reason = _field(message, "reason", str)
     text = _field(message, "message", str)
     if reason not in REASONS:

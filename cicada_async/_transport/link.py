@@ -72,6 +72,9 @@ class Link(asyncio.BufferedProtocol):
         self.bytes_received = 0
         self.frames_dropped = 0
         self.on_hello: Callable[[Link, Frame], None] | None = None
+        # Called (if set) for every other frame that arrives before a handler is installed,
+        # instead of keeping it: a listener refuses them from a connection not yet accepted.
+        self.on_early: Callable[[Link, Frame], None] | None = None
         self._handler: Callable[[Link, Frame], None] | None = None
         self._lost_handler: Callable[[Link, BaseException | None], None] | None = None
         self._backlog: list[Frame] = []
@@ -93,6 +96,7 @@ class Link(asyncio.BufferedProtocol):
         self._handler = handler
         self._lost_handler = lost_handler
         self.on_hello = None
+        self.on_early = None
         backlog, self._backlog = self._backlog, []
         for frame in backlog:
             if self.ignoring:
@@ -253,6 +257,12 @@ class Link(asyncio.BufferedProtocol):
             return
         handler = self._handler
         if handler is None:
+            if self.on_early is not None:
+                try:
+                    self.on_early(self, frame)
+                except RemoteProtocolError as exc:
+                    self.protocol_error(exc)
+                    return
             self._backlog.append(frame)
             return
         try:

@@ -7,7 +7,9 @@ every link that was never claimed.
 
 Until a connection has proved the token it is a stranger's, and holds little: its frames
 may carry at most :data:`~cicada_async._core.handshake.MAX_JOIN` bytes (and small buffers),
-it is dropped if it has not sent its JOIN within ``Limits.hello_timeout`` seconds, and at
+it may send nothing but its JOIN until it is accepted (any other frame drops it, rather than
+being kept for the link's future owner), it is dropped if it has not sent its JOIN within
+``Limits.hello_timeout`` seconds, and at
 most ``Limits.max_pending_connections`` are held at once (a new one drops the oldest that
 has not sent a JOIN, else the oldest).  An honest player sends its JOIN as soon as it is
 connected, and retries if it is dropped before an answer (:mod:`._links`).
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._core import handshake
-from .._core.framing import Frame
+from .._core.framing import Frame, Kind
 from .._core.handshake import HelloType, Rejected
 from .._failures import describe_ssl_error
 from .._transport import Limits, Link
@@ -72,6 +74,7 @@ class Listener:
         link = Link(max_payload=handshake.MAX_JOIN, label=f"{self.name}:{self.rank}<-?",
                     tls=self.tls.server if self.tls is not None else None, server_side=True)
         link.on_hello = self._on_hello
+        link.on_early = self._on_early
         loop = asyncio.get_running_loop()
         self._unclaimed[link] = loop.call_later(self.limits.hello_timeout, self._silent_too_long, link)
         link.lost.add_done_callback(lambda _future: self._lost(link))
@@ -144,6 +147,12 @@ class Listener:
         link.peer = -1  # a JOIN was received; the real rank is set once it is accepted
         self._joins.put_nowait((link, message))
 
+    @staticmethod
+    def _on_early(link: Link, frame: Frame) -> None:
+        # Only a JOIN may come before the link is accepted (the opener waits for the answer);
+        # anything else would be kept for the link's future owner: a stranger's memory.
+        raise RemoteProtocolError(f"a {Kind(frame.kind).name} frame before the JOIN was accepted")
+
     def record_auth_failure(self, text: str) -> None:
         """Log an authentication failure of a would-be peer and keep it in :attr:`failures`
         (reported if the world is still incomplete at the deadline)."""
@@ -187,8 +196,11 @@ class Listener:
         await wait_closed(self._closing)
 
     def claim(self, link: Link) -> None:
-        """The link was accepted into a world: the listener no longer owns it."""
+        """The link was accepted into a world: the listener no longer owns it, and its peer,
+        authenticated now, may send full-size frames at once (it may finish set-up first)."""
         self._forget(link)
+        link.on_early = None
+        link.promote(self.limits.max_frame_size)
 
     def close(self) -> None:
         """Stop listening, and drop accepted links that were never claimed."""

@@ -44,9 +44,10 @@ def session_bytes(name: str, token: bytes, addresses: Sequence[str]) -> bytes:
 
 async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name: str,
                 token: bytes, tls: TLSConfig | None, deadline: float,
-                links: dict[int, Link], skip: set[int], progress: dict[int, str]) -> None:
+                links: dict[int, Link], skip: set[int], progress: dict[int, str], max_payload: int) -> None:
     """Open links to lower ranks and accept links from higher ranks (except ``skip``);
-    ``progress`` says, per lower rank not linked yet, how far we got."""
+    ``progress`` says, per lower rank not linked yet, how far we got.  A link is promoted to
+    ``max_payload`` once its peer accepted us, since that peer may finish set-up first."""
     world_size = len(addresses)
     prefix = f"Comm {name} player {rank}"
 
@@ -55,6 +56,7 @@ async def _mesh(*, listener: Listener, addresses: Sequence[str], rank: int, name
         link, _ = await open_and_join(addresses[peer], message, label=f"{name}:{rank}->{peer}", tls=tls,
                                       deadline=deadline, expect=peer, world_size=world_size, with_addresses=False,
                                       prefix=prefix, progress=progress)
+        link.promote(max_payload)
         link.peer = peer
         links[peer] = link
 
@@ -235,7 +237,8 @@ async def direct(*, listener: Listener, addresses: Sequence[str], rank: int, nam
     try:
         async with asyncio.timeout_at(deadline):
             await _mesh(listener=listener, addresses=addresses, rank=rank, name=name, token=digest,
-                        tls=tls, deadline=deadline, links=links, skip=set(), progress=progress)
+                        tls=tls, deadline=deadline, links=links, skip=set(), progress=progress,
+                        max_payload=limits.max_frame_size)
     except TimeoutError as exc:
         if isinstance(exc, Timeout):
             raise
@@ -286,12 +289,14 @@ async def rendezvous(*, listener: Listener, root_address: str, world_size: int, 
                 link, answer = await open_and_join(root_address, message, label=f"{name}:{rank}->0", tls=tls,
                                                    deadline=deadline, expect=0, world_size=world_size,
                                                    with_addresses=True, prefix=prefix, progress=progress)
+                link.promote(limits.max_frame_size)
                 link.peer = 0
                 links[0] = link
                 assert answer is not None
                 addresses = answer
                 await _mesh(listener=listener, addresses=addresses, rank=rank, name=name, token=digest,
-                            tls=tls, deadline=deadline, links=links, skip={0}, progress=progress)
+                            tls=tls, deadline=deadline, links=links, skip={0}, progress=progress,
+                            max_payload=limits.max_frame_size)
     except TimeoutError as exc:
         if isinstance(exc, Timeout):
             raise

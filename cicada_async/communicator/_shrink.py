@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from .._core.agreement import Agreement, Decide, Exclude, ExcludedSelf, Send, parse_message
+from .._core.agreement import Agreement, Decide, Exclude, ExcludedSelf, Send, is_round_number, parse_message
 from .._core.framing import Control
 from ..errors import Excluded, RemoteProtocolError
 
@@ -113,7 +113,7 @@ class Rounds:
             self.apply(key, self.round(key).on_message(src, message, now))
         elif code == Control.EXCLUDED:
             key = value.get("k") if isinstance(value, dict) else None
-            if not isinstance(key, int) or isinstance(key, bool) or key < 0:
+            if not is_round_number(key):
                 raise RemoteProtocolError(f"{self.comm.prefix}: malformed EXCLUDED from player {src}")
             self.apply(key, self.round(key).exclude(src))
         else:

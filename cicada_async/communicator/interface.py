@@ -230,7 +230,11 @@ class Communicator(abc.ABC):
 
     @abc.abstractmethod
     def gatherv(self, *, src: Sequence[int], value: Any, dst: int) -> Awaitable[list[Any] | None]:
-        """Collective: player ``dst`` gets the values of the players in ``src``, in that order."""
+        """Collective: player ``dst`` gets the values of the players in ``src``, in that order.
+
+        Raises ``ValueError`` at the call if ``dst`` or a rank in ``src`` is outside
+        ``[0, world_size)``, or ``src`` repeats a rank (the message names it).
+        """
 
     @abc.abstractmethod
     def scatter(self, *, src: int, values: Sequence[Any] | None) -> Awaitable[Any]:
@@ -238,7 +242,11 @@ class Communicator(abc.ABC):
 
     @abc.abstractmethod
     def scatterv(self, *, src: int, values: Sequence[Any] | None, dst: Sequence[int]) -> Awaitable[Any]:
-        """Collective: player ``src`` sends ``values[i]`` to player ``dst[i]``; others get None."""
+        """Collective: player ``src`` sends ``values[i]`` to player ``dst[i]``; others get None.
+
+        Raises ``ValueError`` at the call if ``src`` or a rank in ``dst`` is outside
+        ``[0, world_size)``, or ``dst`` repeats a rank (the message names it).
+        """
 
     # -- operations (for protocol suites and other libraries built on a communicator) --
     @abc.abstractmethod

@@ -12,6 +12,9 @@ the parent hands the full list back and the players link up (:func:`~.connect.di
 If a player dies before the world is complete, the parent tells the others at once, so
 ``run`` never waits on a dead player.  After start-up the pipe carries only the result.
 
+Players die with the launcher, however it dies (SIGKILL included), and leave no files:
+see :mod:`cicada_async.communicator._parent`.
+
 The pipe between parent and child is the only place pickle is used: it carries the
 player's own result back to the parent that started it, never bytes from a peer.
 """
@@ -31,12 +34,13 @@ import shutil
 import signal
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .._transport import Limits
 from ..errors import AuthenticationError, CommunicatorError, Timeout
 from ..tls import tls_config
+from ._parent import LauncherCleanup, ParentWatch
 from .connect import Timer, direct, listen
 from .socket import AsyncSocketCommunicator
 
@@ -139,6 +143,15 @@ async def _watch_abort(conn: multiprocessing.connection.Connection, deadline: fl
     raise CommunicatorError(f"{prefix}: unexpected message from the launcher: {message[0]!r}")
 
 
+async def _watched(parent: ParentWatch, player: Awaitable[Any]) -> Any:
+    """Await ``player`` while the loop watches the launcher (ending this process if it dies)."""
+    parent.watch()
+    try:
+        return await player
+    finally:
+        parent.unwatch()
+
+
 async def _player(*, conn: multiprocessing.connection.Connection, rank: int, world_size: int,
                   address: str, fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any],
                   name: str, timeout: float, startup_timeout: float, identity: str | None,
@@ -192,14 +205,16 @@ async def _player(*, conn: multiprocessing.connection.Connection, rank: int, wor
     return result
 
 
-def _player_main(*, conn: multiprocessing.connection.Connection, forked: bool, **options: Any) -> None:
+def _player_main(*, conn: multiprocessing.connection.Connection, forked: bool, parent: ParentWatch,
+                 inherited: Sequence[multiprocessing.connection.Connection], **options: Any) -> None:
     """Entry point of a player process."""
+    parent.start(inherited)  # first: from here on this player dies with the launcher
     if forked:
         _reset_after_fork()
     rank = options["rank"]
     runner = asyncio.Runner(loop_factory=loop_factory())
     try:
-        result = runner.run(_player(conn=conn, **options))
+        result = runner.run(_watched(parent, _player(conn=conn, **options)))
         message: tuple[Any, ...] = ("result", result)
     except Exception as exc:
         message = ("failed", exc, traceback.format_exc())
@@ -217,9 +232,12 @@ def _player_main(*, conn: multiprocessing.connection.Connection, forked: bool, *
                                     message[2]))
         else:
             payload = pickle.dumps(("failed", TypeError(text), traceback.format_exc()))
-    with contextlib.suppress(OSError):
+    try:
         conn.send_bytes(payload)
+    except OSError:
+        parent.lost()
     conn.close()
+    parent.cleanup()
 
 
 def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | None = None,
@@ -233,6 +251,11 @@ def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | 
     returned, :class:`Failed` for a player that raised, or :class:`Terminated` for one whose
     process died.  Failures are also logged, e.g.
     ``Comm world player 3 failed: Terminated(exitcode=-9)``.
+
+    If the calling process dies (SIGKILL, SIGTERM, anything), its players end within
+    milliseconds and the temporary directory of ``family="file"`` is removed; a SIGTERM
+    (when SIGTERM has its default action and ``run`` is called from the main thread) first
+    kills the players and removes the directory, then ends the process as before.
 
     Parameters
     ----------
@@ -270,38 +293,51 @@ def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | 
     context = _start_context(start_method)
     kwargs = dict(kwargs or {})
     limits = limits or Limits()
-    directory = tempfile.mkdtemp(prefix="cicada-") if family == "file" else None
+    forked = start_method == "fork"
+    # A player's parent is this process, except under a fork server.
+    parent_pid = os.getpid() if start_method in ("fork", "spawn") else None
 
-    parents: list[multiprocessing.connection.Connection] = []
-    processes: list[Any] = []
-    try:
-        for rank in range(world_size):
-            parent_end, child_end = context.Pipe(duplex=True)
-            address = f"file://{directory}/player-{rank}.sock" if directory else "tcp://127.0.0.1"
-            process = context.Process(
-                name=f"Comm {name} player {rank}",
-                target=_player_main,
-                kwargs=dict(conn=child_end, forked=start_method == "fork", rank=rank, world_size=world_size,
-                            address=address, fn=fn, args=tuple(args), kwargs=kwargs, name=name,
-                            timeout=timeout, startup_timeout=startup_timeout,
-                            identity=None if identities is None else identities[rank],
-                            trusted=None if trusted is None else list(trusted), limits=limits),
-                daemon=True,
-            )
-            process.start()
-            child_end.close()
-            parents.append(parent_end)
-            processes.append(process)
-        results = _supervise(processes, parents)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-            process.join()
-        for conn in parents:
-            conn.close()
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
+    with LauncherCleanup() as cleanup:
+        directory = cleanup.directory = tempfile.mkdtemp(prefix="cicada-") if family == "file" else None
+        parents: list[multiprocessing.connection.Connection] = []
+        processes = cleanup.processes
+        # Only this process holds the write end, and never writes: the players' read ends
+        # reach end-of-file the moment it dies.
+        alive_r, alive_w = context.Pipe(duplex=False)
+        try:
+            for rank in range(world_size):
+                parent_end, child_end = context.Pipe(duplex=True)
+                path = f"{directory}/player-{rank}.sock" if directory else None
+                address = f"file://{path}" if path else "tcp://127.0.0.1"
+                watch = ParentWatch(parent_pid=parent_pid, pipe=alive_r, files=[path] if path else [],
+                                    directory=directory, prefix=f"Comm {name} player {rank}")
+                process = context.Process(
+                    name=f"Comm {name} player {rank}",
+                    target=_player_main,
+                    kwargs=dict(conn=child_end, forked=forked, parent=watch,
+                                # a forked child holds copies of these; it closes them
+                                inherited=[alive_w, *parents, parent_end] if forked else [],
+                                rank=rank, world_size=world_size,
+                                address=address, fn=fn, args=tuple(args), kwargs=kwargs, name=name,
+                                timeout=timeout, startup_timeout=startup_timeout,
+                                identity=None if identities is None else identities[rank],
+                                trusted=None if trusted is None else list(trusted), limits=limits),
+                    daemon=True,
+                )
+                process.start()
+                processes.append(process)
+                child_end.close()
+                parents.append(parent_end)
+            results = _supervise(processes, parents)
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
+                process.join()
+            for conn in [*parents, alive_r, alive_w]:
+                conn.close()
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
 
     for rank, result in enumerate(results):
         if isinstance(result, Failed):

@@ -19,7 +19,7 @@ import numpy
 
 from .._core.codec import Encoded, decode, encode
 from .._core.identity import NotOwner, Numbering, Scope, ScopeState
-from .._transport import Endpoint
+from .._transport import Endpoint, Limits
 from ..operations import concurrency_error, current_scope, current_task
 from ._batch_layout import assemble
 from ._checks import check_timeout, require_rank, require_rank_list, require_tag
@@ -558,31 +558,34 @@ class AsyncSocketCommunicator(Communicator):
                       address: str | None = None, root_address: str | None = None,
                       identity: str | None = None, trusted: Sequence[str] | None = None,
                       token: Any = None, name: str = "world", timeout: float = 5,
-                      startup_timeout: float = 5) -> AsyncSocketCommunicator:
+                      startup_timeout: float = 5, limits: Limits | None = None) -> AsyncSocketCommunicator:
         """Join a world by rendezvous with rank 0 (players on separate hosts, or embedded in
-        an asyncio service).  See :func:`cicada_async.communicator.connect.connect_world`."""
+        an asyncio service).  ``limits`` bounds what each peer can make this player hold
+        (:class:`~cicada_async.communicator.connect.Limits`; defaults when ``None``).  See
+        :func:`cicada_async.communicator.connect.connect_world`."""
         from .connect import connect_world
 
         return await connect_world(world_size=world_size, rank=rank, address=address,
                                    root_address=root_address, identity=identity, trusted=trusted,
                                    token=token, name=name, timeout=timeout,
-                                   startup_timeout=startup_timeout)
+                                   startup_timeout=startup_timeout, limits=limits)
 
     @staticmethod
     def run(*, world_size: int, fn: Any, identities: Sequence[str] | None = None,
             trusted: Sequence[str] | None = None, args: Sequence[Any] = (),
             kwargs: dict[str, Any] | None = None, family: str = "tcp", name: str = "world",
             timeout: float = 5, startup_timeout: float = 5, show_traceback: bool = False,
-            start_method: str | None = None) -> list[Any]:
+            start_method: str | None = None, limits: Limits | None = None) -> list[Any]:
         """Run ``await fn(communicator, *args, **kwargs)`` in ``world_size`` local player
-        processes; return their results in rank order.  See
-        :func:`cicada_async.communicator.launcher.run`."""
+        processes; return their results in rank order.  ``limits`` bounds what each peer can
+        make a player hold (:class:`~cicada_async.communicator.connect.Limits`; defaults when
+        ``None``).  See :func:`cicada_async.communicator.launcher.run`."""
         from .launcher import run
 
         return run(world_size=world_size, fn=fn, identities=identities, trusted=trusted, args=args,
                    kwargs=kwargs, family=family, name=name, timeout=timeout,
                    startup_timeout=startup_timeout, show_traceback=show_traceback,
-                   start_method=start_method)
+                   start_method=start_method, limits=limits)
 
 
 async def _first(receipt: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy
 
+from .._ranks import require_rank, require_ranks
 from ..arithmetic import Field, field
 from ..communicator.interface import Communicator, Operation, Tag, roles_code
 from ..encoding import FixedPoint
@@ -18,6 +19,17 @@ from ._share import ShamirArrayShare
 from ._vectors import ArrayVectors, IntVectors, vectors
 
 __all__ = ["ShamirBasicProtocolSuite"]
+
+
+def _seed(value: Any, what: str) -> int | None:
+    """``None``, or a non-negative integer seed (``what`` names the argument)."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ValueError(f"{what} must be a non-negative integer or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {value}")
+    return int(value)
 
 
 class ShamirBasicProtocolSuite:
@@ -37,7 +49,7 @@ class ShamirBasicProtocolSuite:
     seed, seed_offset:
         For reproducible tests only: seed the randomness with ``seed + seed_offset``
         (``seed_offset`` defaults to the player's rank).  Without ``seed``, randomness comes
-        from the operating system's CSPRNG.
+        from the operating system's CSPRNG.  Each must be ``None`` or a non-negative integer.
     order:
         The field's prime (default: the Mersenne prime 2**127 - 1; other primes below 2**64
         work on a slower path without fixed-point multiplication).
@@ -46,6 +58,13 @@ class ShamirBasicProtocolSuite:
     indices:
         A 1-d integer array of each member's x-value (default ``ranks + 1``).  After a shrink,
         ``indices=old_protocol.indices[oldranks]`` keeps the survivors' shares valid.
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid: ``threshold`` out of range, ``indices`` not distinct and
+        nonzero, or ``seed`` / ``seed_offset`` not a non-negative integer (the message names
+        the argument).
     """
 
     def __init__(self, communicator: Communicator, *, threshold: int, seed: int | None = None,
@@ -80,6 +99,8 @@ class ShamirBasicProtocolSuite:
         self._coefficient_lists: dict[int, list[int]] = {}  # the same, as Python ints
         self._words: int = self._field.to_wire(self._field.zeros((1,))).size  # wire words per element
         self._batcher: Batcher = Batcher()
+        seed = _seed(seed, "seed")
+        seed_offset = _seed(seed_offset, "seed_offset")
         if seed is None:
             self._generator: numpy.random.Generator | None = None
         else:
@@ -233,11 +254,16 @@ class ShamirBasicProtocolSuite:
 
         ``secret`` is ignored on other players; ``shape`` must be given alike by everyone.
         One round (a scatter).  An operation: it takes its identity when called.
+
+        Raises
+        ------
+        ValueError
+            At the call, if ``src`` is not a rank in ``[0, world_size)``, or (on ``src``) if
+            ``secret`` is not a numpy array of shape ``shape``.
         """
         comm = self._communicator
-        if not isinstance(src, numbers.Integral) or isinstance(src, bool) or not 0 <= src < comm.world_size:
-            raise ValueError(f"src must be a rank in [0, {comm.world_size}), got {src!r}")
-        operation = comm.begin(Tag.SHARE, "share", roles_code(int(src)))
+        src = require_rank(src, comm.world_size, "src")
+        operation = comm.begin(Tag.SHARE, "share", roles_code(src))
         shape = self._shape(shape)
         encoding = self._encoding if encoding is None else encoding
         values = None
@@ -248,7 +274,7 @@ class ShamirBasicProtocolSuite:
                 raise ValueError(f"secret has shape {secret.shape}, expected {shape}")
             shares = self._poly_shares(encoding.encode(secret, self._field))
             values = [self._field.to_wire(shares[i, ...]) for i in range(comm.world_size)]
-        return self._share_body(operation, int(src), values, shape)
+        return self._share_body(operation, src, values, shape)
 
     async def _share_body(self, operation: Operation, src: int, values: list[Any] | None,
                           shape: tuple[int, ...]) -> ShamirArrayShare:
@@ -264,6 +290,15 @@ class ShamirBasicProtocolSuite:
         ``dst`` then needs every member's share, so this raises if a member has failed (as
         Cicada does).  An operation: it takes its identity when called; reveals to everyone
         started together run as one batch.
+
+        ``dst`` is a rank or a sequence of distinct ranks (their order does not matter).
+
+        Raises
+        ------
+        ValueError
+            At the call, if ``share`` is not a share of this suite's field, or ``dst`` holds a
+            rank outside ``[0, world_size)``, something that is not a rank, or a repeated
+            rank (the message names it, e.g. ``dst=[0, 0]``).
         """
         share = self._share(share, "share")
         comm = self._communicator
@@ -271,12 +306,7 @@ class ShamirBasicProtocolSuite:
         if dst is None:  # the common case: everyone, batched
             operation = comm.begin(Tag.REVEAL, "reveal")
             return self._batcher.submit(Tag.REVEAL, self._reveal_batch, operation, (share.storage, encoding))
-        if isinstance(dst, numbers.Integral):
-            destinations = [int(dst)]
-        else:
-            destinations = sorted({int(d) for d in dst})  # type: ignore[union-attr]
-        if any(not 0 <= d < comm.world_size for d in destinations):
-            raise ValueError(f"dst ranks must be in [0, {comm.world_size})")
+        destinations = sorted(require_ranks(dst, comm.world_size, "dst"))
         if len(destinations) == comm.world_size:
             operation = comm.begin(Tag.REVEAL, "reveal")
             return self._batcher.submit(Tag.REVEAL, self._reveal_batch, operation, (share.storage, encoding))
