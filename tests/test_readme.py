@@ -20,6 +20,7 @@ commands must name a script whose ``--help`` lists every option they use.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import pathlib
@@ -133,9 +134,16 @@ def test_install_block_runs_the_demo_and_the_ci_test_command():
 
 @pytest.mark.parametrize("block", blocks_of("program"), ids=str)
 def test_program_blocks_run(block, tmp_path):
+    """A program runs; if its ``print(...)`` line ends with a comment, that comment is a
+    Python expression of what it prints."""
     script = tmp_path / "snippet.py"
     script.write_text(block.text)
-    run_command([sys.executable, str(script)], tmp_path)
+    result = run_command([sys.executable, str(script)], tmp_path)
+    shown = [line.split("#", 1)[1].strip() for line in block.text.splitlines()
+             if line.startswith("print(") and "#" in line]
+    if shown:
+        expected = eval(shown[-1], {})  # the README's own text
+        assert ast.literal_eval(result.stdout.strip().splitlines()[-1]) == expected
 
 
 # --- player fragments: prelude, players, check of the locals the fragment left ------------------
