@@ -9,14 +9,15 @@
 Rows
 ----
 * cicada_async (``ShamirProtocolSuite``, FixedPoint(16) operands uniform in [-1000, 1000]):
-  ``less``, ``equal``, ``relu``, ``maximum``, ``floor`` on 1,000 values; ``less`` on 10 and on
-  100,000 values; ``bit_decompose`` on 1,000.  Timed: the awaited operation, from shares to
-  shares (nothing revealed), on rank 0 after a barrier; the result of each row is revealed
+  ``less``, ``equal``, ``relu``, ``maximum``, ``floor``, ``divide`` on 1,000 values; ``less`` and
+  ``divide`` on 10; ``less`` on 100,000 values; ``bit_decompose`` on 1,000.  Timed: the awaited
+  operation, from shares to shares (nothing revealed), on rank 0 after a barrier; the result of each row is revealed
   afterwards and checked against numpy (a wrong result makes the script exit 1).
 * MPyC 0.11: ``a < b`` on secure arrays of ``mpc.SecInt(32)`` (its default) and of
   ``SecInt(64)`` (the range of cicada_async's comparisons), 1,000 values, then
   ``await mpc.gather(c)`` (this party's share is ready); checked after the timing.
-* Cicada 2.1: ``suite.less`` on 10 values (it takes about 0.4 s per value here).
+* Cicada 2.1: ``suite.less`` and ``suite.divide`` on 10 values (``less`` takes about 0.4 s per
+  value here).
 
 Method: every run (one contender, every row) is a fresh subprocess; rounds run the contenders in
 rotating order; a cell is the median over all repetitions of all rounds; a ratio is the median
@@ -54,9 +55,9 @@ from _common import (  # noqa: E402
 
 PLAYERS = 3
 THRESHOLD = 2
-ROWS = [("less", 1_000), ("equal", 1_000), ("relu", 1_000), ("maximum", 1_000), ("floor", 1_000), ("less", 10),
-        ("less", 100_000), ("bit_decompose", 1_000)]
-QUICK_ROWS = [("less", 1_000), ("equal", 1_000), ("relu", 1_000), ("less", 10)]
+ROWS = [("less", 1_000), ("equal", 1_000), ("relu", 1_000), ("maximum", 1_000), ("floor", 1_000), ("divide", 1_000),
+        ("less", 10), ("divide", 10), ("less", 100_000), ("bit_decompose", 1_000)]
+QUICK_ROWS = [("less", 1_000), ("equal", 1_000), ("relu", 1_000), ("divide", 1_000), ("less", 10)]
 
 
 def inputs(count: int, which: int) -> Any:
@@ -82,6 +83,7 @@ async def _player(comm: Any, spec: dict[str, Any]) -> Any:
     for name, count in spec["rows"]:
         x, y = inputs(count, 0), inputs(count, 1)
         y[: count // 10] = x[: count // 10]  # some equal pairs
+        y[y == 0] = 1.0  # no zero divisors
         a = await suite.share(src=0, secret=x if rank == 0 else None, shape=(count,))
         b = await suite.share(src=1, secret=y if rank == 1 else None, shape=(count,))
         operations = {
@@ -91,6 +93,7 @@ async def _player(comm: Any, spec: dict[str, Any]) -> Any:
             "maximum": lambda a=a, b=b: suite.maximum(a, b),
             "floor": lambda a=a: suite.floor(a),
             "bit_decompose": lambda a=a: suite.bit_decompose(a, bits=32),
+            "divide": lambda a=a, b=b: suite.divide(a, b),
         }
         start_operation = operations[name]
         reps = 1 if count >= 100_000 else int(spec["reps"])
@@ -108,6 +111,10 @@ async def _player(comm: Any, spec: dict[str, Any]) -> Any:
         if name in ("less", "equal"):
             got = await suite.reveal(out, encoding=Boolean())
             ok = bool(numpy.array_equal(got, expected[name]))
+        elif name == "divide":
+            got = await suite.reveal(out)
+            exact = x / y
+            ok = bool(numpy.all(numpy.abs(got - exact) <= numpy.maximum(4 * 2**-16, numpy.abs(exact) * 2**-29)))
         elif name == "bit_decompose":
             got = await suite.reveal(out, encoding=Bits())
             field_values = [round(v * 2**16) % (2**127 - 1) for v in x]
@@ -145,15 +152,19 @@ def _cicada_player(communicator: Any, spec: dict[str, Any]) -> Any:
     x, y = inputs(count, 0), inputs(count, 1)
     a = suite.share(src=0, secret=x if rank == 0 else None, shape=(count,))
     b = suite.share(src=1, secret=y if rank == 1 else None, shape=(count,))
+    operation = suite.divide if spec["operation"] == "divide" else suite.less
     times = []
     out = None
     for _ in range(int(spec["reps"])):
         communicator.barrier()
         start = time.perf_counter()
-        out = suite.less(a, b)
+        out = operation(a, b)
         times.append(time.perf_counter() - start)
-    got = suite.reveal(out, encoding=Boolean())
-    return {"times": times, "ok": bool(numpy.array_equal(got, x < y))} if rank == 0 else None
+    if spec["operation"] == "divide":
+        ok = bool(numpy.allclose(suite.reveal(out), x / y, rtol=1e-3, atol=1e-3))
+    else:
+        ok = bool(numpy.array_equal(suite.reveal(out, encoding=Boolean()), x < y))
+    return {"times": times, "ok": ok} if rank == 0 else None
 
 
 def cicada_worker(spec: dict[str, Any]) -> None:
@@ -282,9 +293,9 @@ def main() -> int:
     have = (probe(compare, "import cicada, mpyc; print('yes')") or "").endswith("yes")
     script = str(Path(__file__).resolve())
     ours: list[dict[str, list[float]]] = []
-    theirs: dict[str, list[list[float]]] = {"mpyc32": [], "mpyc64": [], "cicada": []}
+    theirs: dict[str, list[list[float]]] = {"mpyc32": [], "mpyc64": [], "cicada": [], "cicada-divide": []}
     failures = []
-    contenders = ["cicada_async", "mpyc32", "mpyc64", "cicada"] if have else ["cicada_async"]
+    contenders = ["cicada_async", "mpyc32", "mpyc64", "cicada", "cicada-divide"] if have else ["cicada_async"]
     for round_index in range(rounds):
         order = contenders[round_index % len(contenders):] + contenders[:round_index % len(contenders)]
         for contender in order:
@@ -294,10 +305,13 @@ def main() -> int:
                     result = run_worker(sys.executable, script, {"rows": rows, "reps": options.reps}, timeout=900)
                     ours.append({f"{row['name']}:{row['count']}": row["times"] for row in result["rows"]})
                     failures += [f"{row['name']} on {row['count']}" for row in result["rows"] if not row["ok"]]
-                elif contender == "cicada":
-                    result = run_worker(compare, script, {"contender": "cicada", "count": 10,
+                elif contender.startswith("cicada"):
+                    operation = "divide" if contender == "cicada-divide" else "less"
+                    result = run_worker(compare, script, {"contender": "cicada", "count": 10, "operation": operation,
                                                           "reps": 1 if options.quick else 2}, timeout=900)
-                    theirs["cicada"].append(result["times"])
+                    theirs[contender].append(result["times"])
+                    if not result["ok"]:
+                        print(f"  Cicada's {operation} gave wrong results", file=sys.stderr)
                 else:
                     result = run_mpyc(compare, {"count": 1_000, "bits": int(contender[4:]),
                                                 "reps": options.reps})
@@ -321,10 +335,11 @@ def main() -> int:
                 ratio = paired_ratio(theirs[baseline], mine)
                 flat_theirs = [t for run in theirs[baseline] for t in run]
                 note += f"{label} `<`: {ms(flat_theirs)} ({ratio:.1f}x slower); " if ratio else ""
-        if key == "less:10" and have:
-            ratio = paired_ratio(theirs["cicada"], mine)
-            flat_theirs = [t for run in theirs["cicada"] for t in run]
-            note += f"Cicada `less`: {ms(flat_theirs)} ({ratio:,.0f}x slower)" if ratio else ""
+        if key in ("less:10", "divide:10") and have:
+            baseline = "cicada" if name == "less" else "cicada-divide"
+            ratio = paired_ratio(theirs[baseline], mine)
+            flat_theirs = [t for run in theirs[baseline] for t in run]
+            note += f"Cicada `{name}`: {ms(flat_theirs)} ({ratio:,.0f}x slower)" if ratio else ""
         table.append([*row, note.rstrip("; ")])
     less = [t for run in ours for t in run.get("less:1000", [])]
     print("\n".join(header_lines("Comparisons: cicada_async, MPyC and Cicada", {
@@ -340,6 +355,9 @@ def main() -> int:
             if ratio:
                 print(f"- `{name}` / `less` on 1,000 values: {ratio:.2f}x (goal <= 1.5x)")
         print(f"- `less` on 1,000 values: {median(less):.3f} s (goal <= 0.2 s)")
+        divide = [t for run in ours for t in run.get("divide:1000", [])]
+        if divide:
+            print(f"- `divide` on 1,000 values: {median(divide):.3f} s (goal <= 1 s)")
     if failures:
         print(f"- FAILED: {', '.join(failures)}")
         return 1

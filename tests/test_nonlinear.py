@@ -330,3 +330,40 @@ async def test_cicadas_bit_decompose_layout():
     async with World(3) as world:
         bits = (await world.run(player))[0]
     assert bits.tolist() == [[0, 1, 0, 1], [0, 1, 1, 0]]  # big-endian, on a new last axis
+
+
+@pytest.mark.parametrize(("players", "threshold"), configurations())
+async def test_divide_matches_numpy_within_its_bounds(players, threshold):
+    generator = numpy.random.default_rng(11)
+    x = numpy.concatenate([[1.0, -7.5, 1000.0, 2.0**23, 0.5, 0.0, 3.0, -(2.0**23) + 1],
+                           generator.uniform(-1e4, 1e4, size=30)])
+    y = numpy.concatenate([[3.0, 2.5, -7.0, 3.0, 2.0**-10, 5.0, 2.0**-16, 2.0**31],
+                           generator.choice([-1, 1], size=30) * 10 ** generator.uniform(-4, 9, size=30)])
+    x, y = numpy.round(x * 2**16) / 2**16, numpy.round(y * 2**16) / 2**16
+
+    async def fn(suite, a, b):
+        quotient, public = await asyncio.gather(suite.divide(a, b), suite.divide(a, numpy.array(-7.25)))
+        return await suite.reveal(quotient), await suite.reveal(public)
+
+    quotient, public = await on_players(players, threshold, fn, x, y)
+    exact = x / y
+    allowed = numpy.maximum(4 * STEP, numpy.abs(exact) * 2.0**-29)
+    assert numpy.all(numpy.abs(quotient - exact) <= allowed), numpy.max(numpy.abs(quotient - exact) / allowed)
+    assert numpy.all(numpy.abs(public - x / -7.25) <= numpy.maximum(4 * STEP, numpy.abs(x) * 2.0**-28))
+
+
+async def test_divide_by_zero():
+    async def fn(suite, a, b):
+        return await suite.reveal(await suite.divide(a, b))
+
+    assert list(await on_players(3, 2, fn, numpy.array([5.0, -2.0]), numpy.array([0.0, 0.0]))) == [0.0, 0.0]
+
+    async def public(comm):
+        suite = ShamirProtocolSuite(comm, threshold=2)
+        a = await suite.share(src=0, secret=numpy.array(1.0) if comm.rank == 0 else None, shape=())
+        with pytest.raises(ZeroDivisionError):
+            suite.divide(a, 0.0)
+        return True
+
+    async with World(3) as world:
+        assert await world.run(public) == [True] * 3

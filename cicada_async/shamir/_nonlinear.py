@@ -30,6 +30,12 @@ The protocols (semi-honest, honest majority as the suite's multiplication needs)
   products).
 * **Floor and right shift** exactly by Mod2m (``x - x mod 2**f``), not by probabilistic
   truncation, so ``floor(-2.1) == -3`` always.
+* **Division** after Catrina and Saxena (FC 2010): the bits of ``|b|`` (a masked opening and a
+  carry-prefix adder) and a prefix OR give a secret power of two ``v`` that normalises ``|b|``;
+  Goldschmidt's iteration (from ``2.9142 - 2x``, 4 steps in 32 fractional bits) gives
+  ``1 / (|b| v)``, and the product with ``a`` is shifted right by a *secret* number of bits
+  (Mod2m with a secret modulus: one opening, the modulus chosen among public remainders by a
+  one-hot), so nothing leaves the bound that 40-bit masking leaves room for.
 * **Multiplicative inverse** after Bar-Ilan and Beaver (1989): open ``x * r`` for a random
   ``r``; the product is degree-reduced (a fresh sharing) before it is opened, so the opening
   shows nothing but ``x * r``.
@@ -74,6 +80,9 @@ if TYPE_CHECKING:
 __all__ = ["Nonlinear"]
 
 _RAW = Raw()
+_DIVISOR_BITS = 48  # divisors of divide(): 1 <= |b| < 2**48 as field integers
+_DIVIDE_PRECISION = 32  # fractional bits of the reciprocal's iteration
+_GOLDSCHMIDT_STEPS = 4  # relative error (0.0858 ** 2) ** 4 < 2**-56 before rounding
 
 
 class Nonlinear:
@@ -182,6 +191,11 @@ class Nonlinear:
         less = field.multiply(bits, field(1 - known))
         equal = field.subtract(field.ones(()),
                                field.add(field.multiply(bits, field(1 - 2 * known.astype(numpy.int64))), public))
+        return await self._merge_less(less, equal)
+
+    async def _merge_less(self, less: numpy.ndarray, equal: numpy.ndarray) -> numpy.ndarray:
+        """The tree of (lt, eq) merges, most significant first: ceil(log2 width) rounds."""
+        field = self._field
         while less.shape[1] > 1:
             pairs = less.shape[1] // 2
             high_less, low_less = less[:, 0:2 * pairs:2], less[:, 1:2 * pairs:2]
@@ -197,6 +211,101 @@ class Nonlinear:
                 merged_equal = numpy.concatenate([merged_equal, equal[:, -1:]], axis=1)
             less, equal = merged_less, merged_equal
         return numpy.ascontiguousarray(less[:, 0])
+
+    async def _prefix_or(self, bits: numpy.ndarray) -> numpy.ndarray:
+        """Position i gets the OR of positions 0..i (Sklansky: ceil(log2 width) rounds)."""
+        field = self._field
+        result = bits.copy()
+        for level in prefix_or_schedule(bits.shape[1]):
+            targets = numpy.ascontiguousarray(result[:, level.targets])
+            sources = numpy.ascontiguousarray(result[:, level.sources])
+            both = await self._multiply(targets, sources)
+            result[:, level.targets] = field.subtract(field.add(targets, sources), both)
+        return result
+
+    async def _bounded_bits(self, value: numpy.ndarray, length: int) -> numpy.ndarray:
+        """The bits (most significant first) of flat values known to lie in ``[0, 2**length)``
+        (``length <= 64``): open ``c = x + 2**length * r'' + r'``, then ``x = c + NOT(r') + 1``
+        modulo ``2**length``, a carry-prefix adder whose carry-in is the public 1.
+        The rounds of the random bits, one opening, ceil(log2 length) and one."""
+        field = self._field
+        count = value.shape[0]
+        masks, high = await self._masks(count, length, self._security)
+        assert high is not None
+        opened = await self._open(field.add(field.add(value, compose(field, masks)),
+                                            field.multiply(high, field.full((), 1 << length))))
+        mask = numpy.uint64((1 << length) - 1) if length < 64 else numpy.uint64(2**64 - 1)
+        known = public_bits(low_words(field, opened) & mask, length)[:, ::-1]  # least significant first
+        inverse = field.subtract(field.ones(()), masks)[:, ::-1]  # NOT r', least significant first
+        public = field(known)
+        generate = field.multiply(inverse, public)
+        propagate = field.add(field.multiply(inverse, field(1 - 2 * known.astype(numpy.int64))), public)
+        generate = numpy.ascontiguousarray(generate)
+        generate[:, 0] = field.add(generate[:, 0], propagate[:, 0])  # the carry-in 1 goes through bit 0 too
+        carry, _ = await self._carries(generate, numpy.ascontiguousarray(propagate))
+        incoming = numpy.ascontiguousarray(carry[:, :-1])  # into bits 1..length-1
+        rest = numpy.ascontiguousarray(propagate[:, 1:])
+        both = await self._multiply(rest, incoming)
+        bits = numpy.empty_like(propagate)
+        bits[:, 0] = field.subtract(field.ones(()), propagate[:, 0])  # p XOR 1
+        bits[:, 1:] = field.subtract(field.add(rest, incoming), field.add(both, both))
+        return numpy.ascontiguousarray(bits[:, ::-1])
+
+    async def _shift_right_secret(self, value: numpy.ndarray, onehot: numpy.ndarray) -> numpy.ndarray:
+        """``floor(value / 2**d)`` for flat signed values in ``[-2**(k-1), 2**(k-1))`` and a
+        secret shift ``d`` in ``0..D`` given as shares of its one-hot ``(count, D + 1)``.
+
+        Mod2m with a secret modulus: open ``c = x + 2**(k-1) + 2**D * r'' + r'`` once; every
+        ``c mod 2**d`` is public, so the one-hot selects among them locally; ``r' mod 2**d`` is
+        the bits of ``r'`` below ``d`` (one round), and the borrow a BitLT of the masked bits.
+        """
+        field = self._field
+        k = self._k
+        count, width = onehot.shape
+        top = width - 1  # D, the largest shift
+        masks, high = await self._masks(count, top, k + self._security - top)
+        assert high is not None
+        offset = field.full((), 1 << (k - 1))
+        opened = await self._open(field.add(field.add(value, offset), field.add(
+            compose(field, masks), field.multiply(high, field.full((), 1 << top)))))
+        low = low_words(field, opened)
+        moduli = numpy.array([(1 << d) - 1 for d in range(width)], dtype=numpy.uint64)
+        public_mods = field(low.reshape(-1, 1) & moduli)  # c mod 2**d for every d
+        selected = field.sum(field.multiply(onehot, public_mods), axis=1)
+        # below[:, j] = [j < d] for bit j (least significant first): the one-hot summed above j.
+        running = field.zeros((count, width))
+        accumulated = field.zeros((count,))
+        for d in range(top, -1, -1):  # running[:, d] = sum of onehot[:, d+1:] = [d < shift]
+            running[:, d] = accumulated
+            accumulated = field.add(accumulated, onehot[:, d])
+        below = numpy.ascontiguousarray(running[:, :top])  # bits 0..D-1
+        bits_low = numpy.ascontiguousarray(masks[:, ::-1])  # r' least significant first
+        kept = await self._multiply(bits_low, below)  # r'_j where j < d
+        weights = field(numpy.array([1 << j for j in range(top)], dtype=object))
+        r_mod = field.sum(field.multiply(kept, weights), axis=1)
+        known = public_bits(low, top)[:, ::-1]  # c's bits, least significant first
+        c_kept = field.multiply(below, field(known))  # c_j where j < d: local
+        # [c mod 2**d < r' mod 2**d] from the kept bits, most significant first.
+        borrow = await self._shared_less_than(c_kept[:, ::-1], kept[:, ::-1])
+        powers = field(numpy.array([1 << d for d in range(width)], dtype=object))
+        scale = field.sum(field.multiply(onehot, powers), axis=1)  # 2**d
+        inverses = field.inverse(powers)
+        unscale = field.sum(field.multiply(onehot, inverses), axis=1)  # 2**-d
+        carried = await self._multiply(borrow, scale)
+        remainder = field.add(field.subtract(selected, r_mod), carried)
+        shifted = await self._multiply(field.subtract(field.add(value, offset), remainder), unscale)
+        # (x + 2**(k-1)) >> d = (x >> d) + 2**(k-1-d)
+        tops = field(numpy.array([1 << (k - 1 - d) for d in range(width)], dtype=object))
+        return field.subtract(shifted, field.sum(field.multiply(onehot, tops), axis=1))
+
+    async def _shared_less_than(self, left: numpy.ndarray, right: numpy.ndarray) -> numpy.ndarray:
+        """``[l < r]`` for shared bits of both (most significant first, the same length):
+        one round for the bitwise pairs, then the tree of :meth:`_bits_less_than`."""
+        field = self._field
+        both = await self._multiply(numpy.ascontiguousarray(left), numpy.ascontiguousarray(right))
+        less = field.subtract(right, both)  # r AND NOT l
+        equal = field.subtract(field.ones(()), field.subtract(field.add(left, right), field.add(both, both)))
+        return await self._merge_less(less, equal)
 
     async def _all_ones(self, bits: numpy.ndarray) -> numpy.ndarray:
         """The AND of each row of shared bits: a tree of ceil(log2(width)) rounds."""
@@ -316,6 +425,62 @@ class Nonlinear:
         both = await self._multiply(partial, gated.storage)
         bits = field.subtract(field.add(partial, gated.storage), field.add(both, both))
         return numpy.ascontiguousarray(bits[:, ::-1])
+
+    async def _shift_right(self, value: numpy.ndarray, bits: int) -> numpy.ndarray:
+        """``floor(value / 2**bits)`` exactly (public ``bits``), by Mod2m."""
+        field = self._field
+        remainder = await self._mod2m(value, bits)
+        return field.multiply(field.subtract(value, remainder), field.inverse(field.full((), 1 << bits)))
+
+    async def _divide(self, numerator: numpy.ndarray, denominator: numpy.ndarray, precision: int) -> numpy.ndarray:
+        """``numerator / denominator`` of flat fixed-point values (``precision`` fractional bits).
+
+        After Catrina and Saxena (FC 2010): the sign and the bits of ``|b|`` give a secret
+        power of two ``v`` with ``|b| v`` in ``[2**47, 2**48)``; Goldschmidt's iteration
+        computes ``1 / (|b| v)`` in FixedPoint(32) from the linear start ``2.9142 - 2x``;
+        then ``a * sign / (|b| v)`` is shifted right by the secret ``48 - log2 v`` bits
+        (Mod2m with a secret modulus), so no intermediate value leaves the bound.
+        """
+        field = self._field
+        suite = self._suite
+        width, inner = _DIVISOR_BITS, _DIVIDE_PRECISION
+        if not 0 < precision < inner:
+            raise ValueError(f"divide() needs a precision in 1..{inner - 1}, got {precision}")
+        inner_encoding = FixedPoint(inner)
+        negative = await self._less_zero(denominator)
+        sign = field.subtract(field.ones(()), field.add(negative, negative))
+        magnitude, signed = await asyncio.gather(
+            suite.field_multiply(ShamirArrayShare(denominator), ShamirArrayShare(sign)),
+            suite.field_multiply(ShamirArrayShare(numerator), ShamirArrayShare(sign)))
+        bits = await self._bounded_bits(magnitude.storage, width)  # most significant first
+        seen = await self._prefix_or(bits)
+        onehot = seen.copy()
+        onehot[:, 1:] = field.subtract(seen[:, 1:], seen[:, :-1])  # 1 at the leading bit, index i
+        powers = field(numpy.array([1 << i for i in range(width)], dtype=object))
+        scale = field.sum(field.multiply(onehot, powers), axis=1)  # v = 2**i
+        normalized = await self._multiply(magnitude.storage, scale)  # in [2**(width-1), 2**width)
+        fraction = await self._shift_right(normalized, width - inner)  # in [1/2, 1) with `inner` bits
+        two = inner_encoding.encode(numpy.array(2.0), field)
+        estimate = field.subtract(inner_encoding.encode(numpy.array(2.9142), field), field.add(fraction, fraction))
+        denominator_now = (await suite.multiply(ShamirArrayShare(fraction), ShamirArrayShare(estimate),
+                                                encoding=inner_encoding)).storage
+        for step in range(_GOLDSCHMIDT_STEPS):
+            factor = ShamirArrayShare(field.subtract(two, denominator_now))
+            if step == _GOLDSCHMIDT_STEPS - 1:
+                estimate = (await suite.multiply(ShamirArrayShare(estimate), factor, encoding=inner_encoding)).storage
+            else:
+                products = await asyncio.gather(
+                    suite.multiply(ShamirArrayShare(estimate), factor, encoding=inner_encoding),
+                    suite.multiply(ShamirArrayShare(denominator_now), factor, encoding=inner_encoding))
+                estimate, denominator_now = products[0].storage, products[1].storage
+        # a * sign / (|b| v) * 2**precision: truncate the product by inner - precision bits only, so
+        # that the secret shift below, not this truncation, decides what is lost.
+        scaled = (await suite.multiply(signed, ShamirArrayShare(estimate),
+                                       encoding=FixedPoint(inner - precision))).storage
+        # The quotient is scaled * 2**i / 2**width: a right shift by d = width - i, secret.
+        shifts = field.zeros((onehot.shape[0], width + 1))
+        shifts[:, 1:] = onehot[:, ::-1]
+        return await self._shift_right_secret(scaled, shifts)
 
     # -- the operations ---------------------------------------------------------------------
     def _elementwise(self, kind: Tag, name: str, value: numpy.ndarray,
@@ -438,6 +603,35 @@ class Nonlinear:
             return field.add(ramp, field.multiply(field.subtract(field.ones(()), above), one))
 
         return self._elementwise(Tag.ZIGMOID, "zigmoid", value, compute)
+
+    def divide(self, lhs: Any, rhs: Any, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
+        encoding, precision = self._precision(encoding, "divide")
+        field = self._field
+        numerator = self._check(lhs, "lhs")
+        if not isinstance(rhs, ShamirArrayShare):  # a public divisor: multiply by its reciprocal
+            divisor = numpy.asarray(rhs, dtype=numpy.float64)
+            if not numpy.all(numpy.isfinite(divisor)) or numpy.any(divisor == 0):
+                raise ZeroDivisionError("divide() by a public zero (or a non-finite value)")
+            operation = self._suite.communicator.begin(Tag.DIVIDE, "divide")
+
+            async def public() -> ShamirArrayShare:
+                return await self._suite.multiply(ShamirArrayShare(numerator), 1.0 / divisor,
+                                                  encoding=FixedPoint(_DIVIDE_PRECISION))
+
+            return self._run(operation, public, ())
+        denominator = self._check(rhs, "rhs")
+        shape = numpy.broadcast_shapes(numerator.shape, denominator.shape)
+        left = numpy.ascontiguousarray(numpy.broadcast_to(numerator, shape)).reshape(-1)
+        right = numpy.ascontiguousarray(numpy.broadcast_to(denominator, shape)).reshape(-1)
+        self._check_field("divide")
+        operation = self._suite.communicator.begin(Tag.DIVIDE, "divide")
+
+        async def body() -> ShamirArrayShare:
+            if left.size == 0:
+                return ShamirArrayShare(field.zeros(shape))
+            return ShamirArrayShare((await self._divide(left, right, precision)).reshape(shape))
+
+        return self._run(operation, body, ())
 
     # -- logic on 0/1 shares -----------------------------------------------------------------
     def _logical(self, kind: Tag, name: str, lhs: Any, rhs: Any) -> Coroutine[Any, Any, ShamirArrayShare]:

@@ -314,6 +314,26 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         comparisons at once and one more round."""
         return self._nonlinear.zigmoid(operand, encoding=encoding)
 
+    def divide(self, lhs: ShamirArrayShare, rhs: Any, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
+        """Collective: ``lhs / rhs`` of fixed-point values, elementwise; ``rhs`` a share or public.
+
+        Private divisors (Catrina and Saxena's normalisation, Goldschmidt's iteration in 32
+        fractional bits, then a secret shift, about 60 rounds whatever the size) must satisfy
+        ``2**-16 <= |rhs| < 2**32`` and the dividend ``|lhs| < 2**24`` (FixedPoint(16); in
+        field integers ``1 <= |rhs| < 2**48``, ``|lhs| < 2**40``); the quotient is then within
+        a few units of ``2**-16`` of the exact one (relative error below ``2**-28``), and a
+        divisor of zero gives zero (checking would reveal which divisors are zero).  A public
+        divisor is a multiplication by its reciprocal in 32 fractional bits (two rounds).
+
+        Raises
+        ------
+        ValueError
+            If the encoding is not :class:`~cicada_async.encoding.FixedPoint`.
+        ZeroDivisionError
+            If a public divisor is zero.
+        """
+        return self._nonlinear.divide(lhs, rhs, encoding=encoding)
+
     def field_power(self, lhs: ShamirArrayShare, rhs: Any) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: ``lhs ** rhs`` in the field, for public non-negative integer exponents
         (an int or an integer array broadcast to ``lhs``): one round per bit of the largest
