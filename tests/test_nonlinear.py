@@ -131,12 +131,13 @@ async def test_right_shift_and_the_bound():
     numpy.testing.assert_array_equal(negative, [int(v) < 0 for v in ints])
 
 
-async def test_logic_powers_and_inverses():
+@pytest.mark.parametrize(("players", "threshold"), configurations())
+async def test_logic_powers_and_inverses(players, threshold):
     bits_a = numpy.array([0, 0, 1, 1])
     bits_b = numpy.array([0, 1, 0, 1])
 
     async def player(comm):
-        suite = ShamirProtocolSuite(comm, threshold=2)
+        suite = ShamirProtocolSuite(comm, threshold=threshold)
         a = await suite.share(src=0, secret=bits_a if comm.rank == 0 else None, shape=(4,), encoding=Bits())
         b = await suite.share(src=1, secret=bits_b if comm.rank == 1 else None, shape=(4,), encoding=Bits())
         logic = await asyncio.gather(suite.logical_and(a, b), suite.logical_or(a, b), suite.logical_xor(a, b))
@@ -155,7 +156,7 @@ async def test_logic_powers_and_inverses():
             zero = str(error)
         return logic, powers, product, power, zero
 
-    async with World(3) as world:
+    async with World(players) as world:
         logic, powers, product, power, zero = (await world.run(player))[0]
     assert [list(v) for v in logic] == [[0, 0, 0, 1], [0, 1, 1, 1], [0, 1, 1, 0], [1, 1, 0, 0]]
     order = 2**127 - 1
