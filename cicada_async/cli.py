@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import datetime
 import inspect
@@ -427,6 +428,18 @@ def _command_start(ns: argparse.Namespace) -> int:
     path = _program_path(ns.program)
     rank = _env_int(ns.rank, "CICADA_RANK")
     world_size = _env_int(ns.world_size, "CICADA_WORLD_SIZE")
+    if rank is None:  # started by mpiexec, mpirun, srun...: their variables say the rank
+        from .communicator.connect import launched_defaults
+
+        try:
+            world_size, rank, ns.address, ns.root_address, ns.token, directory = launched_defaults(
+                world_size=world_size, rank=None, address=ns.address,
+                root_address=ns.root_address or os.environ.get("CICADA_ROOT_ADDRESS"), token=ns.token)
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
+        ns.rank, ns.world_size = rank, world_size
+        if directory is not None:  # the job's socket directory: the last player out removes it
+            atexit.register(_remove_empty_directory, directory)
     # Check what is needed to connect before loading the program (which may take a while).
     if rank is None:
         raise _UsageError("--rank is required (or set CICADA_RANK to an integer)")
@@ -449,6 +462,11 @@ def _command_start(ns: argparse.Namespace) -> int:
         return _exit_status(exc.code)
     with asyncio.Runner(loop_factory=launcher.loop_factory()) as runner:
         return runner.run(_start(ns, program_main, identity=identity, trusted=trusted))
+
+
+def _remove_empty_directory(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 async def _start(ns: argparse.Namespace, program_main: Callable[..., Any], *, identity: str | None,

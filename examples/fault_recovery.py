@@ -112,6 +112,10 @@ if __name__ == "__main__":
     results = AsyncSocketCommunicator.run(
         world_size=options.players, fn=main, name="world-0",
         kwargs=dict(pfail=options.pfail, seed=options.seed, iterations=options.iterations))
+    if len(results) == 1 and options.players > 1:  # started once per rank by mpiexec, srun...
+        outcome = "survived" if isinstance(results[0], list) else f"ended: {results[0]!r}"
+        print(f"this player {outcome}.")
+        raise SystemExit(0)
     survivors = [result for result in results if isinstance(result, list)]
     seen = {}
     for totals in survivors:

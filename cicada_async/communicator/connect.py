@@ -25,13 +25,16 @@ This is the public module; the work is done in private siblings: ``_addresses`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from .._transport import Limits
 from ..tls import TLSConfig, tls_config
 from ._addresses import default_address, parse_address
+from ._launchers import LauncherError, detect, meeting_point
 from ._listener import Listener, listen
 from ._setup import check_world, direct, rendezvous
 from ._setup import session_bytes as session_bytes  # importable from here, as before (not in __all__)
@@ -65,6 +68,8 @@ async def connect_world(*, world_size: int | None = None, rank: int | None = Non
     ``shrink`` and ``split`` reuse the links.
     """
     env = os.environ
+    world_size, rank, address, root_address, token, directory = launched_defaults(
+        world_size=world_size, rank=rank, address=address, root_address=root_address, token=token)
     if world_size is None:
         world_size = _env_int("CICADA_WORLD_SIZE")
     if rank is None:
@@ -102,7 +107,50 @@ async def connect_world(*, world_size: int | None = None, rank: int | None = Non
                                     rank=rank, name=name, token=token, timer=timer, tls=tls, limits=limits)
     finally:
         await listener.aclose()
+        if directory is not None:  # a launched job's socket directory: the last player out removes it
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
     return AsyncSocketCommunicator(endpoint=endpoint, name=name, timeout=timeout)
+
+
+def launched_defaults(*, world_size: int | None, rank: int | None, address: str | None, root_address: str | None,
+                      token: Any) -> tuple[int | None, int | None, str | None, str | None, Any, str | None]:
+    """Fill what is unset from a job launcher's variables (``mpiexec``, ``mpirun``, ``srun``),
+    when this process was started by one and ``rank`` and ``CICADA_RANK`` are unset; see
+    :mod:`cicada_async.communicator._launchers`.  Returns ``(world_size, rank, address,
+    root_address, token, directory)``, ``directory`` being the job's socket directory (created
+    here, private to this user) when its players meet on this host.
+
+    Raises
+    ------
+    ValueError
+        If the launcher's variables are inconsistent, its size disagrees with ``world_size``,
+        or nothing says where rank 0 listens.
+    """
+    if rank is not None:
+        return world_size, rank, address, root_address, token, None
+    launched = detect(os.environ, parent_pid=os.getppid())
+    if launched is None:
+        return world_size, rank, address, root_address, token, None
+    size = world_size if world_size is not None else launched.size
+    if size is None:
+        size = _env_int("CICADA_WORLD_SIZE")
+    point = meeting_point(launched, os.environ, world_size=size, temporary=tempfile.gettempdir(), uid=os.getuid())
+    prepare_directory(point.directory)
+    return (size, launched.rank, address or point.address, root_address or point.root_address,
+            token if token is not None else point.token, point.directory)
+
+
+def prepare_directory(directory: str | None) -> None:
+    """Create a launched job's socket directory (shared by its players on this host), private
+    to this user; refuse one that another user made or that others may enter."""
+    if directory is None:
+        return
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(directory, 0o700)
+    status = os.stat(directory)
+    if status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise LauncherError(f"{directory} is not a private directory of this user; remove it and start again")
 
 
 def _env_int(variable: str) -> int:

@@ -40,6 +40,7 @@ from typing import Any
 from .._transport import Limits
 from ..errors import AuthenticationError, CommunicatorError, Timeout
 from ..tls import tls_config
+from ._launchers import detect
 from ._parent import LauncherCleanup, ParentWatch
 from .connect import Timer, direct, listen
 from .socket import AsyncSocketCommunicator
@@ -288,6 +289,14 @@ def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | 
         raise ValueError(f"family must be 'tcp' or 'file', got {family!r}")
     if identities is not None and len(identities) != world_size:
         raise ValueError(f"identities must hold one file per player ({world_size}), got {len(identities)}")
+    launched = detect(os.environ, parent_pid=os.getppid())
+    if launched is not None:  # started once per rank by mpiexec, mpirun, srun...: be that rank's player
+        from ._launched import run_launched
+
+        return run_launched(launched, world_size=world_size, fn=fn, identities=identities, trusted=trusted,
+                            args=args, kwargs=dict(kwargs or {}), name=name, timeout=timeout,
+                            startup_timeout=startup_timeout, show_traceback=show_traceback,
+                            limits=limits or Limits())
     if start_method is None:
         start_method = "fork" if os.name == "posix" else "spawn"
     context = _start_context(start_method)
