@@ -231,7 +231,7 @@ def _peer_address(link: Link) -> str:
     transport = link.transport
     peername = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(peername, tuple) and len(peername) >= 2:
-        return f"{peername[0]}:{peername[1]}"
+        return format_address("tcp", peername)[len("tcp://"):]  # [::1]:5000 for IPv6
     return str(peername or "a local socket")
 
 
