@@ -146,6 +146,24 @@ def test_default_address_follows_the_roots_family():
         assert default_address(f"tcp://[{link_local}]:5000") == f"tcp://[{link_local}]"
 
 
+@needs_ipv6
+def test_default_address_for_a_name_that_resolves_only_to_ipv6(monkeypatch):
+    """A root given by name whose only address is IPv6 (a common DNS setup): the player
+    listens on the local IPv6 address that routes there, not on the root's host name."""
+    real = socket.getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):
+        if host == "ipv6-only.test":
+            return [(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", ("::1", port, 0, 0))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    from cicada_async.communicator._addresses import default_address
+
+    assert default_address("tcp://ipv6-only.test:5000") == "tcp://[::1]"
+    assert default_address("tcp://nowhere.invalid:5000") == "tcp://nowhere.invalid"  # unresolvable: as before
+
+
 # -- worlds over [::1] ------------------------------------------------------------------------
 
 async def _listeners(n: int, address: str = "tcp://[::1]", **kwargs):
