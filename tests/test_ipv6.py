@@ -195,6 +195,32 @@ async def test_listen_on_ipv6_gives_a_bracketed_address():
 
 
 @needs_ipv6
+async def test_a_dual_stack_name_listens_on_one_port(monkeypatch):
+    """``tcp://localhost`` where localhost is both 127.0.0.1 and ::1: the OS-chosen port is the
+    same on both, so a peer finds the player whichever address of the name it tries."""
+    real = socket.getaddrinfo
+
+    def resolve(host, port, family=0, type=0, proto=0, flags=0):
+        if host == "dual-stack.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port)),
+                    (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("::1", port, 0, 0))]
+        return real(host, port, family, type, proto, flags)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    for _ in range(3):
+        listener = await listen(address="tcp://dual-stack.test")
+        try:
+            scheme, (host, port) = parse_address(listener.address)
+            assert (scheme, host) == ("tcp", "dual-stack.test")
+            for address in ("127.0.0.1", "::1"):
+                _, writer = await asyncio.open_connection(address, port)
+                writer.close()
+                await writer.wait_closed()
+        finally:
+            await listener.aclose()
+
+
+@needs_ipv6
 @pytest.mark.both_loops
 async def test_direct_over_ipv6():
     listeners = await _listeners(3)
