@@ -39,7 +39,9 @@ async def open_link(address: str, *, label: str, tls: TLSConfig | None, deadline
     scheme, where = parse_address(address)
     loop = asyncio.get_running_loop()
     delay = 0.005
-    server_hostname = (where[0] if scheme == "tcp" else "localhost") if tls is not None else None
+    # Certificates name ranks, not hosts (no host name is checked): this is only the SNI,
+    # which an IPv6 zone (``%eth0``) does not belong in.
+    server_hostname = (where[0].partition("%")[0] if scheme == "tcp" else "localhost") if tls is not None else None
 
     def factory() -> Link:
         return Link(max_payload=handshake.MAX_HELLO, label=label, tls=tls.client if tls is not None else None,

@@ -231,7 +231,7 @@ def _peer_address(link: Link) -> str:
     transport = link.transport
     peername = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(peername, tuple) and len(peername) >= 2:
-        return f"{peername[0]}:{peername[1]}"
+        return format_address("tcp", peername)[len("tcp://"):]  # [::1]:5000 for IPv6
     return str(peername or "a local socket")
 
 
@@ -258,6 +258,29 @@ def _remove_stale_socket(path: str) -> None:
                   "choose another address or stop it first")
 
 
+async def _tcp_server(loop: asyncio.AbstractEventLoop, listener: Listener, host: str, port: int,
+                      attempts: int = 5) -> asyncio.Server:
+    """Listen on every address of ``host``.  A name with both an IPv4 and an IPv6 address
+    (``localhost`` on most systems) gets one socket per address; when the OS chooses the
+    port, each would get a different one, so they are bound again on the first one's (a
+    peer may try either address of the name, and must find this player on both)."""
+    server = await loop.create_server(listener.make_link, host, port, reuse_address=True, backlog=128)
+    for _ in range(attempts):
+        ports = {sock.getsockname()[1] for sock in server.sockets}
+        if port != 0 or len(ports) == 1:
+            return server
+        chosen = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        try:
+            server = await loop.create_server(listener.make_link, host, chosen, reuse_address=True, backlog=128)
+        except OSError as exc:  # taken on another address of the name meanwhile: try another port
+            log.debug("listening on %s: port %d is taken on one of its addresses (%s); trying another",
+                      host, chosen, exc)
+            server = await loop.create_server(listener.make_link, host, 0, reuse_address=True, backlog=128)
+    return server
+
+
 async def listen(*, address: str, rank: int | None = None, name: str = "world",
                  timer: Timer | None = None, tls: TLSConfig | None = None,
                  limits: Limits | None = None) -> Listener:
@@ -272,7 +295,7 @@ async def listen(*, address: str, rank: int | None = None, name: str = "world",
     loop = asyncio.get_running_loop()
     if scheme == "tcp":
         host, port = where
-        server = await loop.create_server(listener.make_link, host, port, reuse_address=True, backlog=128)
+        server = await _tcp_server(loop, listener, host, port)
         sockname = server.sockets[0].getsockname()
         listener.address = format_address("tcp", (host, sockname[1]))
     else:

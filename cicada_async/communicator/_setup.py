@@ -103,8 +103,8 @@ async def _next_join(listener: Listener, *, name: str, world_size: int, rank: in
                                                   token=token, expected=expected)
             if tls is not None:
                 tls.check_rank(link, peer)
-            if with_address and not isinstance(address, str):
-                raise Rejected("protocol", "a rendezvous JOIN must carry the player's address")
+            if with_address:
+                _check_joined_address(address)
         except Rejected as verdict:
             listener.refuse(link, verdict, claimed=_claimed_rank(message), prefix=prefix)
             continue
@@ -119,6 +119,17 @@ async def _next_join(listener: Listener, *, name: str, world_size: int, rank: in
             continue
         listener.claim(link)
         return link, peer, address
+
+
+def _check_joined_address(address: Any) -> None:
+    """Refuse a rendezvous JOIN whose listening address the others could not use (rank 0
+    would hand it to every player in its ACCEPT, failing their set-up with a ValueError)."""
+    if not isinstance(address, str):
+        raise Rejected("protocol", "a rendezvous JOIN must carry the player's address")
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        raise Rejected("protocol", f"a rendezvous JOIN with an unusable address: {exc}") from None
 
 
 def _claimed_rank(message: Any) -> int | None:

@@ -12,7 +12,8 @@ Low-level building blocks, used by :meth:`AsyncSocketCommunicator.run` and
   from the ``CICADA_*`` environment variables.
 
 Addresses are URLs: ``tcp://host:port``, ``tcp://host`` (the OS picks a free port) and
-``file:///path/to/socket`` (a Unix socket).  Each pair of players shares one link, opened by
+``file:///path/to/socket`` (a Unix socket); an IPv6 host goes in brackets, ``tcp://[::1]:5000``
+(a link-local one with its interface, ``tcp://[fe80::1%eth0]``).  Each pair of players shares one link, opened by
 the higher rank; both sides check protocol version, communicator name, world size, ranks and
 token (and, with TLS, the certificate's rank) before the link is used.
 
