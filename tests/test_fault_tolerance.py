@@ -391,3 +391,49 @@ async def test_held_frames_are_delivered_even_if_replaying_them_leaves_their_sen
         assert await late.recv(src=1, tag=5) == "last words"
         with pytest.raises(PeerFailed):
             await late.recv(src=1, tag=5)
+
+
+async def test_a_partitioned_player_with_a_quorum_gets_excluded_instead_of_a_communicator_of_its_own():
+    """Player 3's links go silent both ways for longer than its own shrink takes to give up on
+    everyone: without a quorum it would agree with itself alone; with min_survivors=3 it raises
+    Excluded, and the other three go on."""
+    async def fn(comm):
+        if comm.rank == 3:
+            for peer in range(3):
+                world.link(peer, 3).transport.pause_reading()
+            world.stall(3)
+        try:
+            new, oldranks = await comm.shrink(name="quorum", timeout=0.3, min_survivors=3)
+        except Excluded as error:
+            return "excluded", str(error)
+        return "member", oldranks, await new.allgather(new.rank)
+
+    async with World(4, timeout=1) as world:
+        results = await world.run(fn)
+    assert results[:3] == [("member", [0, 1, 2], [0, 1, 2])] * 3
+    assert results[3][0] == "excluded" and "min_survivors=3" in results[3][1], results[3]
+
+
+async def test_without_a_quorum_a_long_partition_gives_a_communicator_of_one():
+    async def fn(comm):
+        if comm.rank == 3:
+            for peer in range(3):
+                world.link(peer, 3).transport.pause_reading()
+            world.stall(3)
+        _, oldranks = await comm.shrink(name="no-quorum", timeout=0.3)
+        return oldranks
+
+    async with World(4, timeout=1) as world:
+        results = await world.run(fn)
+    assert results == [[0, 1, 2]] * 3 + [[3]]  # as in ULFM: min_survivors is the cure
+
+
+async def test_min_survivors_is_checked():
+    async def fn(comm):
+        for bad in (0, 5, 1.5, True):
+            with pytest.raises(ValueError, match="min_survivors"):
+                await comm.shrink(name="x", min_survivors=bad)
+        return True
+
+    async with World(4) as world:
+        assert await world.run(fn) == [True] * 4

@@ -10,9 +10,9 @@ bridge.  Checked here:
 * a partition in the middle of a computation (a player's interface goes down: no FIN, no
   RST): the others detect it by their deadline, revoke, shrink without it and carry on; when
   its link comes back, the cut-off player gets ``Excluded``, never a communicator of its own.
-  A partition that outlasts the cut-off player's own shrink is a known limitation (strict
-  xfail: it then forms a communicator of its own).  The same set-up with the player
-  SIGKILLed instead, for the recovery time;
+  A partition that outlasts the cut-off player's own shrink would leave it a communicator of
+  its own (no quorum, as in ULFM); with ``shrink(min_survivors=3)`` it gets Excluded instead.
+  The same set-up with the player SIGKILLed instead, for the recovery time;
 * a slow link: with ``tc ... netem`` when the kernel has it, otherwise (and said so in the
   skip reason and the output) with links delayed inside one process, the speed-up of gathering
   100 ``field_multiply`` over awaiting them one by one at 10 ms round-trip time.
@@ -166,6 +166,7 @@ LOOP = textwrap.dedent("""
 
     async def main(communicator):
         path, iterations, shrink_timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+        quorum = int(sys.argv[4])
         world_rank = communicator.rank
         record = {"rank": world_rank, "pid": os.getpid(), "done": [], "errors": [], "shrinks": [],
                   "outcome": None}
@@ -194,7 +195,8 @@ LOOP = textwrap.dedent("""
                         if isinstance(exc, Excluded):
                             raise exc
                         await comm.revoke()
-                        new, oldranks = await comm.shrink(name=f"world-{generation + 1}", timeout=shrink_timeout)
+                        new, oldranks = await comm.shrink(name=f"world-{generation + 1}", timeout=shrink_timeout,
+                                                          min_survivors=quorum)
                         break
                     except Excluded as excluded:
                         record["errors"].append(["Excluded", iteration, time.time(), str(excluded)])
@@ -241,7 +243,7 @@ def _wait_for(what: str, condition: Callable[[], bool], timeout: float, players:
         time.sleep(0.02)
 
 
-def _run_fault(network_of, tmp_path: Path, fault: str
+def _run_fault(network_of, tmp_path: Path, fault: str, quorum: int = 1
                ) -> tuple[list[dict[str, Any]], float, float | None, dict[int, int]]:
     """Run LOOP on 4 players and inflict ``fault`` on player VICTIM after five iterations.
 
@@ -261,7 +263,7 @@ def _run_fault(network_of, tmp_path: Path, fault: str
     paths = [tmp_path / f"record-{rank}.json" for rank in range(4)]
     for rank in range(4):
         players.start(rank, ["--token", "netns", "--timeout", str(RECEIVE_TIMEOUT)], program,
-                      [str(paths[rank]), str(ITERATIONS), str(SHRINK_TIMEOUT)])
+                      [str(paths[rank]), str(ITERATIONS), str(SHRINK_TIMEOUT), str(quorum)])
     survivors = [rank for rank in range(4) if rank != VICTIM]
 
     def progressed() -> bool:
@@ -341,17 +343,17 @@ def test_partition_in_the_middle_of_a_computation(network_of, tmp_path: Path) ->
           f"({restored - cut:.2f} s after the cut)")
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: a player cut off for longer than its own shrink "
-                   "takes to give up on every other player forms a communicator of its own (the agreement "
-                   "has no quorum; see AGREEMENT.md on min_survivors)")
-def test_long_partition_gives_the_cut_off_player_no_communicator(network_of, tmp_path: Path) -> None:
+def test_long_partition_with_a_quorum_gives_the_cut_off_player_no_communicator(network_of, tmp_path: Path) -> None:
     """The link comes back only after the cut-off player's own shrink has given up on all three
-    others: the spec's "never a communicator of its own" does not hold for a partition."""
-    records, cut, _, codes = _run_fault(network_of, tmp_path, "long partition")
+    others.  Without a quorum it would agree with itself alone, as in ULFM (tests/test_fault_tolerance.py
+    shows it in one process); with ``min_survivors=3`` it gets Excluded and the three go on."""
+    records, cut, _, codes = _run_fault(network_of, tmp_path, "long partition", quorum=3)
     _check_survivors(records, codes, cut)
     victim = records[VICTIM]
-    print(f"\nlong partition: the cut-off player's shrinks {victim['shrinks']}, outcome {victim['outcome']}")
+    print(f"\nlong partition, min_survivors=3: the cut-off player's shrinks {victim['shrinks']}, "
+          f"outcome {victim['outcome']}, last error {victim['errors'][-1][3][:120]}")
     _check_excluded(victim, codes[VICTIM])
+    assert "min_survivors=3" in victim["errors"][-1][3], victim
 
 
 def test_sigkill_in_the_middle_of_a_computation(network_of, tmp_path: Path) -> None:

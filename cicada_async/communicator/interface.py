@@ -305,8 +305,10 @@ class Communicator(abc.ABC):
         """Revoke the communicator at every surviving member (idempotent)."""
 
     @abc.abstractmethod
-    async def shrink(self, *, name: str, timeout: float | None = None) -> tuple[Communicator, list[int]]:
-        """Agree with the survivors on a new, smaller communicator; return it and the old ranks."""
+    async def shrink(self, *, name: str, timeout: float | None = None,
+                     min_survivors: int = 1) -> tuple[Communicator, list[int]]:
+        """Agree with the survivors on a new, smaller communicator; return it and the old ranks
+        (``Excluded`` if the agreed group has fewer than ``min_survivors`` members)."""
 
     @abc.abstractmethod
     async def split(self, *, name: str | None) -> Communicator | None:

@@ -20,6 +20,7 @@ import numpy
 from .._core.codec import Encoded, decode, encode
 from .._core.identity import NotOwner, Numbering, Scope, ScopeState
 from .._transport import Endpoint, Limits
+from ..errors import Excluded
 from ..operations import concurrency_error, current_scope, current_task
 from ._batch_layout import assemble
 from ._checks import check_timeout, require_rank, require_rank_list, require_tag
@@ -465,8 +466,8 @@ class AsyncSocketCommunicator(Communicator):
         """
         self._membership.revoke()
 
-    async def shrink(self, *, name: str,
-                     timeout: float | None = None) -> tuple[AsyncSocketCommunicator, list[int]]:
+    async def shrink(self, *, name: str, timeout: float | None = None,
+                     min_survivors: int = 1) -> tuple[AsyncSocketCommunicator, list[int]]:
         """Agree with the surviving members on a new communicator without the failed ones.
 
         Called by the survivors, usually after :meth:`revoke`; works on revoked and
@@ -485,7 +486,11 @@ class AsyncSocketCommunicator(Communicator):
           during the round;
         * a member that did not answer in time (a hung or stopped process) is left out for
           good: if it is in fact alive it gets ``Excluded`` from its own ``shrink`` or next
-          operation, never a communicator of its own.
+          operation, never a communicator of its own.  A *partition* (links silent both
+          ways, for longer than this player's own round takes to give up on every other
+          member) is different: with no quorum each side may agree on its own group, as in
+          ULFM.  ``min_survivors`` is that quorum: a majority of the original world makes the
+          two sides of a partition unable to both go on.
 
         A player answers the agreement from its link reader, so one that is still busy in
         an operation when the others shrink is not mistaken for a dead one.  Long blocking
@@ -499,6 +504,9 @@ class AsyncSocketCommunicator(Communicator):
             Name of the new communicator (for people; names may repeat).
         timeout:
             How long the round waits for a member to answer (default: :attr:`timeout`).
+        min_survivors:
+            The fewest members the new communicator may have (default 1, as in ULFM); an
+            agreement on fewer raises ``Excluded`` on the players it lists.
 
         Returns
         -------
@@ -509,15 +517,25 @@ class AsyncSocketCommunicator(Communicator):
         Raises
         ------
         Excluded
-            If the others agreed without this player.
+            If the others agreed without this player, or the agreed group has fewer than
+            ``min_survivors`` members (this player is cut off from the rest).
         NotRunning
             If the communicator was freed.
+        ValueError
+            If ``min_survivors`` is not an integer in ``[1, world_size]``.
         """
         if not isinstance(name, str):
             raise ValueError(f"name must be a string, got {name!r}")
+        if (not isinstance(min_survivors, int) or isinstance(min_survivors, bool)
+                or not 1 <= min_survivors <= self.world_size):
+            raise ValueError(f"min_survivors must be an integer in [1, {self.world_size}], got {min_survivors!r}")
         self._membership.check_usable()
         patience = self._timeout if timeout is None else check_timeout(timeout)
         key, members = await self._membership.shrink(patience)
+        if len(members) < min_survivors:
+            raise Excluded(f"{self._prefix}: shrink agreed on {len(members)} of {self.world_size} players "
+                           f"({members}), fewer than min_survivors={min_survivors}: this player is cut off from "
+                           "the others (a partition?)")
         return self._child("shrink", key, "", members, name=name), members
 
     async def split(self, *, name: str | None) -> AsyncSocketCommunicator | None:
