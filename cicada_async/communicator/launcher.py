@@ -137,10 +137,18 @@ async def _pipe_message(conn: multiprocessing.connection.Connection, deadline: f
         return ("abort", "the launcher went away")
 
 
+def _aborted(prefix: str, message: tuple[Any, ...]) -> CommunicatorError:
+    """The error for an ``("abort", reason[, authentication])`` message from the launcher: an
+    ``AuthenticationError`` when another player failed authentication, so every player of a
+    world that an impostor stopped says so, whichever of them saw the impostor first."""
+    kind = AuthenticationError if len(message) > 2 and message[2] else CommunicatorError
+    return kind(f"{prefix}: start-up aborted: {message[1]}")
+
+
 async def _watch_abort(conn: multiprocessing.connection.Connection, deadline: float, prefix: str) -> None:
     message = await _pipe_message(conn, deadline)
     if message[0] == "abort":
-        raise CommunicatorError(f"{prefix}: start-up aborted: {message[1]}")
+        raise _aborted(prefix, message)
     raise CommunicatorError(f"{prefix}: unexpected message from the launcher: {message[0]!r}")
 
 
@@ -173,7 +181,7 @@ async def _player(*, conn: multiprocessing.connection.Connection, rank: int, wor
             raise Timeout(f"{prefix}: start-up timed-out after {startup_timeout:g}s waiting for "
                           "the other players to start") from None
         if message[0] == "abort":
-            raise CommunicatorError(f"{prefix}: start-up aborted: {message[1]}")
+            raise _aborted(prefix, message)
         addresses = message[1]
         setup = asyncio.ensure_future(direct(listener=listener, addresses=addresses, rank=rank, name=name,
                                              timer=timer, tls=tls, limits=limits))
@@ -391,7 +399,7 @@ def _supervise(processes: list[Any], parents: list[multiprocessing.connection.Co
     distributed = False
     aborted = False
 
-    def abort(reason: str) -> None:
+    def abort(reason: str, authentication: bool = False) -> None:
         nonlocal aborted
         if aborted or (distributed and all(ready)):
             return
@@ -399,7 +407,7 @@ def _supervise(processes: list[Any], parents: list[multiprocessing.connection.Co
         for rank, conn in enumerate(parents):
             if conn in open_pipes and not ready[rank] and not exited[rank]:
                 with contextlib.suppress(OSError):
-                    conn.send(("abort", reason))
+                    conn.send(("abort", reason, authentication))
 
     def receive(conn: multiprocessing.connection.Connection, rank: int) -> None:
         try:
@@ -421,7 +429,8 @@ def _supervise(processes: list[Any], parents: list[multiprocessing.connection.Co
         elif kind == "failed":
             results[rank] = Failed(message[1], message[2])
             if not ready[rank]:
-                abort(f"player {rank} failed to start ({message[1]!r})")
+                abort(f"player {rank} failed to start ({message[1]!r})",
+                      authentication=isinstance(message[1], AuthenticationError))
 
     while open_pipes or not all(exited):
         waitables: list[Any] = list(open_pipes)
