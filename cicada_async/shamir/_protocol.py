@@ -249,46 +249,112 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
 
     def less(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: shares of ``lhs < rhs``, elementwise (0 or 1); as :meth:`less_zero` of
-        ``lhs - rhs``, whose bound applies to the difference.  Shapes broadcast."""
+        ``lhs - rhs``, whose bound applies to the difference.  Shapes broadcast.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field, or the field is too small for
+            the statistical masking (see :meth:`less_zero`).
+        """
         return self._nonlinear.less(lhs, rhs)
 
     def equal(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: shares of ``lhs == rhs``, elementwise (0 or 1), exact within the bound of
-        :meth:`less_zero` on ``lhs - rhs``: r + 1 + 6 rounds (a bitwise test)."""
+        :meth:`less_zero` on ``lhs - rhs``: r + 1 + 6 rounds (a bitwise test).
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field, or the field is too small for
+            the statistical masking (see :meth:`less_zero`).
+        """
         return self._nonlinear.equal(lhs, rhs)
 
     def logical_and(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
-        """Collective: ``lhs AND rhs`` of shares of 0/1 field values: one round."""
+        """Collective: ``lhs AND rhs`` of shares of 0/1 field values: one round.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field.
+        """
         return self._nonlinear.logical_and(lhs, rhs)
 
     def logical_or(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
-        """Collective: ``lhs OR rhs`` of shares of 0/1 field values: one round."""
+        """Collective: ``lhs OR rhs`` of shares of 0/1 field values: one round.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field.
+        """
         return self._nonlinear.logical_or(lhs, rhs)
 
     def logical_xor(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
-        """Collective: ``lhs XOR rhs`` of shares of 0/1 field values: one round."""
+        """Collective: ``lhs XOR rhs`` of shares of 0/1 field values: one round.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field.
+        """
         return self._nonlinear.logical_xor(lhs, rhs)
 
     def logical_not(self, operand: ShamirArrayShare) -> ShamirArrayShare:
-        """``NOT operand`` of shares of 0/1 field values: local (``1 - operand``)."""
+        """``NOT operand`` of shares of 0/1 field values: local (``1 - operand``).
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field.
+        """
         return self._nonlinear.logical_not(operand)
 
     def relu(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: ``max(operand, 0)`` elementwise, in the operand's encoding: the rounds of
-        :meth:`less_zero` and one more, with its bound."""
+        :meth:`less_zero` and one more, with its bound.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field, or the field is too small for
+            the statistical masking (see :meth:`less_zero`).
+        """
         return self._nonlinear.relu(operand)
 
     def absolute(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
-        """Collective: ``|operand|`` elementwise: the rounds of :meth:`less_zero` and one more."""
+        """Collective: ``|operand|`` elementwise: the rounds of :meth:`less_zero` and one more.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field, or the field is too small for
+            the statistical masking (see :meth:`less_zero`).
+        """
         return self._nonlinear.absolute(operand)
 
     def maximum(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: the elementwise maximum, exact: :meth:`less` and one more round, with the
-        bound of :meth:`less` on ``lhs - rhs``."""
+        bound of :meth:`less` on ``lhs - rhs``.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field, or the field is too small for
+            the statistical masking (see :meth:`less_zero`).
+        """
         return self._nonlinear.maximum(lhs, rhs)
 
     def minimum(self, lhs: ShamirArrayShare, rhs: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
-        """Collective: the elementwise minimum, exact: :meth:`less` and one more round."""
+        """Collective: the elementwise minimum, exact: :meth:`less` and one more round.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field, or the field is too small for
+            the statistical masking (see :meth:`less_zero`).
+        """
         return self._nonlinear.minimum(lhs, rhs)
 
     def floor(self, operand: ShamirArrayShare, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
@@ -306,12 +372,26 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
     def right_shift(self, operand: ShamirArrayShare, *, bits: int) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: ``floor(operand / 2**bits)`` of signed field integers, exactly (Cicada's
         may be off by one in the last bit), ``0 <= bits < 58``, with the bound of
-        :meth:`less_zero`."""
+        :meth:`less_zero`.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field, or the field is too small for
+            the statistical masking (see :meth:`less_zero`).
+        """
         return self._nonlinear.right_shift(operand, bits=bits)
 
     def zigmoid(self, operand: ShamirArrayShare, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: 0 below -1/2, ``x + 1/2`` on [-1/2, 1/2], 1 above (fixed point): two
-        comparisons at once and one more round."""
+        comparisons at once and one more round.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field, or the field is too small for
+            the statistical masking (see :meth:`less_zero`).
+        """
         return self._nonlinear.zigmoid(operand, encoding=encoding)
 
     def divide(self, lhs: ShamirArrayShare, rhs: Any, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
@@ -337,12 +417,24 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
     def field_power(self, lhs: ShamirArrayShare, rhs: Any) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: ``lhs ** rhs`` in the field, for public non-negative integer exponents
         (an int or an integer array broadcast to ``lhs``): one round per bit of the largest
-        exponent (square and multiply run together)."""
+        exponent (square and multiply run together).
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field.
+        """
         return self._nonlinear.field_power(lhs, rhs)
 
     def power(self, lhs: ShamirArrayShare, rhs: Any, *, encoding: Any = None) -> Coroutine[Any, Any, ShamirArrayShare]:
         """Collective: ``lhs ** rhs`` of encoded values for public non-negative integer
-        exponents: two rounds (a truncated product) per bit of the largest exponent."""
+        exponents: two rounds (a truncated product) per bit of the largest exponent.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field.
+        """
         return self._nonlinear.power(lhs, rhs, encoding=encoding)
 
     def multiplicative_inverse(self, operand: ShamirArrayShare) -> Coroutine[Any, Any, ShamirArrayShare]:
@@ -385,5 +477,11 @@ class ShamirProtocolSuite(ShamirBasicProtocolSuite):
         return self._nonlinear.bit_decompose(operand, bits)
 
     def bit_compose(self, operand: ShamirArrayShare) -> ShamirArrayShare:
-        """Local: the field values of shared bits along the last axis, most significant first."""
+        """Local: the field values of shared bits along the last axis, most significant first.
+
+        Raises
+        ------
+        ValueError
+            If an operand is not a share of this suite's field.
+        """
         return self._nonlinear.bit_compose(operand)
