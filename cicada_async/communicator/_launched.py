@@ -10,16 +10,13 @@ with this process, as players of a local ``run`` die with theirs.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import pickle
 import tempfile
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,7 +24,7 @@ from .._transport import Limits
 from ._launchers import Launched, MeetingPoint, meeting_point
 from ._parent import ParentWatch
 from .connect import connect_world, prepare_directory
-from .launcher import Failed, Terminated, loop_factory
+from .launcher import Failed, Terminated, play, read_outcome
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +56,7 @@ def _player_main(*, conn: multiprocessing.connection.Connection, parent: ParentW
                  inherited: Sequence[multiprocessing.connection.Connection], **options: Any) -> None:
     parent.start(inherited)
     os.environ["CICADA_LAUNCHED"] = "1"  # a run() inside fn is not this job's
-    runner = asyncio.Runner(loop_factory=loop_factory())
-    try:
-        message: tuple[Any, ...] = ("result", runner.run(_player(parent=parent, **options)))
-    except Exception as exc:
-        message = ("failed", exc, traceback.format_exc())
-    finally:
-        with contextlib.suppress(Exception):
-            runner.close()
-    try:
-        payload = pickle.dumps(message)
-    except Exception as exc:
-        payload = pickle.dumps(("failed", TypeError(f"the result cannot be pickled: {exc!r}"), ""))
-    with contextlib.suppress(OSError):
-        conn.send_bytes(payload)
-    conn.close()
-    parent.cleanup()
+    play(conn, parent, lambda: _player(parent=parent, **options), rank=options["rank"], name=options.get("name"))
 
 
 def run_launched(launched: Launched, *, world_size: int, fn: Callable[..., Any],
@@ -113,9 +95,7 @@ def run_launched(launched: Launched, *, world_size: int, fn: Callable[..., Any],
         result: Any = None
         ready = multiprocessing.connection.wait([parent_end, process.sentinel])
         if parent_end in ready:
-            with contextlib.suppress(EOFError, OSError):
-                message = pickle.loads(parent_end.recv_bytes())  # noqa: S301 - our own child's result
-                result = message[1] if message[0] == "result" else Failed(message[1], message[2])
+            result = read_outcome(parent_end)
         process.join()
         if result is None and process.exitcode not in (0, None):
             result = Terminated(process.exitcode)

@@ -34,7 +34,7 @@ import shutil
 import signal
 import tempfile
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from .._transport import Limits
@@ -220,18 +220,26 @@ def _player_main(*, conn: multiprocessing.connection.Connection, forked: bool, p
     parent.start(inherited)  # first: from here on this player dies with the launcher
     if forked:
         _reset_after_fork()
-    rank = options["rank"]
+    play(conn, parent, lambda: _watched(parent, _player(conn=conn, **options)), rank=options["rank"],
+         name=options.get("name"))
+
+
+def play(conn: multiprocessing.connection.Connection, parent: ParentWatch,
+         player: Callable[[], Coroutine[Any, Any, Any]],
+         *, rank: int, name: str | None) -> None:
+    """In a player process: run ``player()`` on a fresh loop and send how it ended to the
+    process that started it (``("result", value)`` or ``("failed", exception, traceback)``),
+    then clean up.  Read it with :func:`read_outcome`."""
     runner = asyncio.Runner(loop_factory=loop_factory())
     try:
-        result = runner.run(_watched(parent, _player(conn=conn, **options)))
-        message: tuple[Any, ...] = ("result", result)
+        message: tuple[Any, ...] = ("result", runner.run(player()))
     except Exception as exc:
         message = ("failed", exc, traceback.format_exc())
     finally:
         try:
             runner.close()
         except Exception as exc:  # never let closing the loop hide how the player ended
-            log.debug("Comm %s player %s: closing the event loop: %r", options.get("name"), rank, exc)
+            log.debug("Comm %s player %s: closing the event loop: %r", name, rank, exc)
     try:
         payload = pickle.dumps(message)
     except Exception as exc:
@@ -247,6 +255,18 @@ def _player_main(*, conn: multiprocessing.connection.Connection, forked: bool, p
         parent.lost()
     conn.close()
     parent.cleanup()
+
+
+def read_outcome(conn: multiprocessing.connection.Connection) -> Any:
+    """What a player process started by this one sent with :func:`play`: its result, or
+    :class:`Failed`; ``None`` if it sent nothing (it died).  Only ever our own child's bytes."""
+    try:
+        message = conn.recv()
+    except (EOFError, OSError):
+        return None
+    except Exception as exc:  # a result that cannot be unpickled here
+        return Failed(CommunicatorError(f"the player's result could not be read: {exc!r}"), traceback.format_exc())
+    return message[1] if message[0] == "result" else Failed(message[1], message[2])
 
 
 def run(*, world_size: int, fn: Callable[..., Any], identities: Sequence[str] | None = None,
