@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shlex
+import socket
 import statistics
 import subprocess
 import sys
@@ -153,6 +154,29 @@ def run_worker(python: str, script: str, spec: Mapping[str, Any], env: Mapping[s
             return json.loads(line[len(RESULT_MARKER):])
     tail = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
     raise WorkerError(f"worker exited with {completed.returncode}: {tail}")
+
+
+def free_port_block(count: int) -> int:
+    """A base port b such that b .. b+count-1 were free a moment ago (for MPyC's -B)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            base = first.getsockname()[1]
+        if base + count > 65535:
+            continue
+        try:
+            held = []
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise WorkerError("no free block of ports for MPyC")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from _common import (  # noqa: E402
     RESULT_MARKER,
     WorkerError,
     emit_result,
+    free_port_block,
     header_lines,
     markdown_table,
     median,
@@ -212,28 +212,6 @@ def mpyc_party(spec: dict[str, Any]) -> None:
             emit_result({"times": times, "ok": ok})
 
     mpc.run(main())
-
-
-def free_port_block(count: int) -> int:
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            base = first.getsockname()[1]
-        if base + count > 65535:
-            continue
-        try:
-            held = []
-            for port in range(base, base + count):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise WorkerError("no free block of ports for MPyC")
 
 
 def run_mpyc(python: str, spec: dict[str, Any], timeout: float = 300) -> Any:

@@ -85,7 +85,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -97,7 +96,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from _common import command_line, core_count, package_version  # noqa: E402
+from _common import WorkerError, command_line, core_count, free_port_block, package_version  # noqa: E402
 from _shamir_baselines import (  # noqa: E402
     MPYC_SEC_PARAM,
     OP_TITLES,
@@ -217,10 +216,6 @@ def cicada_async_worker(spec: dict[str, Any]) -> None:
 # Starting workers
 
 
-class WorkerError(RuntimeError):
-    pass
-
-
 def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -234,29 +229,6 @@ def run_process_worker(command: list[str], timeout: float) -> Any:
     if result is None:
         raise WorkerError(f"exit status {completed.returncode}: {_tail(completed.stdout + completed.stderr)}")
     return result
-
-
-def free_port_block(count: int) -> int:
-    """A base port b such that b .. b+count-1 were free a moment ago."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise WorkerError("no free block of ports for MPyC")
 
 
 def run_mpyc_worker(python: str, spec: dict[str, Any], timeout: float) -> Any:
